@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# torch is installed first and pinned: on these machines torch==2.13.0 is the CPU build, and an
+# unpinned torch would pull gigabytes of CUDA packages.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+RUN_DIR ?= runs/demo
+DATA_DIR ?= data/shapes
+
+.PHONY: venv test demo book bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==$(TORCH_VERSION)
+	$(PY) -m pip install -e ".[test,book]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+	$(PY) -m ddetr_edu demo --data $(DATA_DIR) --out $(RUN_DIR)
+
+book: venv
+	$(PY) -m jupyter nbconvert --to html --execute --output-dir build/book book/[0-9]*.ipynb
+
+bench: venv
+	$(PY) benchmarks/msda.py
+
+clean:
+	rm -rf $(VENV) build runs

@@ -1,0 +1,93 @@
+"""Benchmark of the attention core: each backend against the grid_sample formulation.
+
+One run prints, for an encoder-sized and a decoder-sized problem, the median time and the peak
+extra memory of forward and forward+backward, and the ratio of each backend to the grid_sample
+formulation (the original reference: one grid_sample per level). Ratios are what to read: the
+machine is noisy, and every backend is timed in the same run, interleaved.
+
+    python benchmarks/msda.py [--repeats 7] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import PeakMemory, available  # noqa: E402
+
+from ddetr_edu.ops import ms_deform_attn  # noqa: E402
+
+LEVELS = [(64, 64), (32, 32), (16, 16), (8, 8)]  # S = 5,440
+
+
+def make_inputs(n_queries: int | None, n=2, m=8, d=32, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor(LEVELS, dtype=torch.int64)
+    s = int((shapes[:, 0] * shapes[:, 1]).sum())
+    lq = s if n_queries is None else n_queries
+    value = torch.randn(n, s, m, d, generator=g)
+    # points around the map, some outside it, as trained models produce
+    locations = torch.rand(n, lq, m, len(LEVELS), k, 2, generator=g) * 1.1 - 0.05
+    weights = torch.rand(n, lq, m, len(LEVELS), k, generator=g)
+    weights = weights / weights.sum(dim=(-1, -2), keepdim=True)
+    return value, shapes, locations, weights
+
+
+def run_once(backend, inputs, backward):
+    value, shapes, locations, weights = inputs
+    if backward:
+        value, locations, weights = (t.detach().requires_grad_() for t in (value, locations, weights))
+        out = ms_deform_attn(value, shapes, locations, weights, backend=backend)
+        out.sum().backward()
+    else:
+        with torch.no_grad():
+            ms_deform_attn(value, shapes, locations, weights, backend=backend)
+
+
+def measure(backends, inputs, backward, repeats):
+    times = {b: [] for b in backends}
+    peaks = {}
+    for b in backends:  # warm-up and memory, one call each
+        with PeakMemory() as peak:
+            run_once(b, inputs, backward)
+        peaks[b] = peak.mib
+    for _ in range(repeats):  # interleaved so that machine noise hits every backend alike
+        for b in backends:
+            t0 = time.perf_counter()
+            run_once(b, inputs, backward)
+            times[b].append(time.perf_counter() - t0)
+    return {b: statistics.median(ts) for b, ts in times.items()}, peaks
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backends", default="einops,grid_sample")
+    args = parser.parse_args(argv)
+    if not available():
+        raise SystemExit("peak memory needs Linux /proc/self/clear_refs")
+    torch.set_num_threads(args.threads)
+    backends = args.backends.split(",")
+    baseline = "grid_sample"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, N=2 M=8 D=32 K=4, "
+          f"levels {LEVELS}; median of {args.repeats}; peak = extra resident memory")
+    print(f"| size | pass | backend | time ms | peak MiB | time / {baseline} | peak / {baseline} |")
+    print("|---|---|---|---|---|---|---|")
+    for label, n_queries in (("encoder Lq=5440", None), ("decoder Lq=300", 300)):
+        inputs = make_inputs(n_queries)
+        for backward in (False, True):
+            times, peaks = measure(backends, inputs, backward, args.repeats)
+            for b in backends:
+                print(f"| {label} | {'fwd+bwd' if backward else 'fwd'} | {b} | {times[b] * 1e3:.1f} | "
+                      f"{peaks[b]:.0f} | {times[b] / times[baseline]:.2f} | "
+                      f"{peaks[b] / max(peaks[baseline], 1e-9):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Reading checkpoint files without executing arbitrary pickled code.
+
+``torch.load`` unpickles; a pickle can name any Python callable, so loading an untrusted file
+with the full unpickler can run code. We always use ``weights_only=True`` (tensors, containers,
+numbers, strings only) and allow exactly one extra class, ``argparse.Namespace``, because the
+official ``main.py`` stores its command-line arguments as one under ``'args'``. Any other object
+in the file makes loading fail with a ValueError naming what was refused.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+from typing import Any
+
+import torch
+
+ALLOWED_GLOBALS = (argparse.Namespace,)
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with ``argparse.Namespace`` allow-listed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path!r}")
+    try:
+        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refused to load {path!r}: it contains objects other than tensors, plain containers and "
+            f"argparse.Namespace, and unpickling them could run arbitrary code. If you trust the "
+            f"file, convert it yourself; the loader said: {err}") from None

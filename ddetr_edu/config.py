@@ -1,0 +1,197 @@
+"""Typed configuration of the detector, with named presets for the paper's variants.
+
+A :class:`ModelConfig` has two parts, :class:`BackboneConfig` and :class:`TransformerConfig`,
+plus the detection choices (classes, queries, box refinement, two-stage). Builders take these
+objects (``ddetr_edu.models.build_detector(cfg)``), never an argparse namespace.
+
+Presets (``get_preset(name, **overrides)``):
+
+=============================== ===================================================================
+``singlescale``                 one level (C5), no refinement                       (paper: 39.7 AP*)
+``singlescale_dc5``             one level, dilated C5 (stride 16)
+``multiscale``                  C3-C5 + C6, the default Deformable DETR             (43.8 AP)
+``multiscale_refine``           + iterative bounding-box refinement                 (45.4 AP)
+``multiscale_refine_twostage``  + two-stage proposals                               (46.2 AP)
+``shapes_cpu``                  small CNN + small transformer, trains on synthetic shapes on 2 CPUs
+=============================== ===================================================================
+
+(* the single-scale number of Table 2 is with K=1; the released single-scale model uses K=4.)
+
+Field names are unique across the three dataclasses, so an override names a field directly:
+``get_preset("multiscale", num_classes=2, d_model=128, arch="resnet18")``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKBONE_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "small_cnn")
+ATTENTION_BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda")
+
+
+@dataclass
+class BackboneConfig:
+    """The CNN that turns an image into C3, C4, C5 feature maps (strides 8, 16, 32)."""
+
+    arch: str = "resnet50"  # one of BACKBONE_ARCHS; the paper uses ResNet-50
+    dilation: bool = False  # DC5: layer4 uses dilation 2 instead of stride 2 (C5 at stride 16)
+    train_backbone: bool = True  # official lr_backbone > 0: layer2-4 train, stem + layer1 frozen
+    small_cnn_channels: tuple[int, int, int, int] = (32, 64, 128, 192)  # only for arch="small_cnn"
+    pretrained_path: str | None = None  # local torchvision ImageNet .pth for a ResNet; never downloaded
+
+    def __post_init__(self) -> None:
+        if self.arch not in BACKBONE_ARCHS:
+            raise ValueError(f"arch: expected one of {BACKBONE_ARCHS}, got {self.arch!r}")
+        self.small_cnn_channels = tuple(int(c) for c in self.small_cnn_channels)
+
+
+@dataclass
+class TransformerConfig:
+    """Deformable encoder/decoder sizes (official defaults)."""
+
+    d_model: int = 256  # C, channels of every token
+    n_heads: int = 8  # M
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 1024  # FFN hidden width
+    dropout: float = 0.1  # FFN, residual and decoder self-attention dropout
+    num_feature_levels: int = 4  # L: 1 (C5 only) or >= 3 (C3-C5 plus extra stride-2 levels)
+    enc_n_points: int = 4  # K in the encoder
+    dec_n_points: int = 4  # K in the decoder
+    attention_backend: str = "auto"  # one of ATTENTION_BACKENDS (ddetr_edu.ops)
+    position_scale: float = 6.283185307179586  # sine encoding: normalised coords times 2*pi
+    position_temperature: float = 10000.0  # sine encoding: wavelengths up to 2*pi*temperature
+
+    def __post_init__(self) -> None:
+        if self.d_model % 32:
+            raise ValueError(f"d_model: expected a multiple of 32 (GroupNorm(32) on every level), "
+                             f"got {self.d_model}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.num_feature_levels not in (1,) and self.num_feature_levels < 3:
+            raise ValueError("num_feature_levels: expected 1 (C5 only) or >= 3 (C3, C4, C5 and extra "
+                             f"levels), got {self.num_feature_levels}")
+        for name in ("enc_layers", "dec_layers", "dim_feedforward", "enc_n_points", "dec_n_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend: expected one of {ATTENTION_BACKENDS}, "
+                             f"got {self.attention_backend!r}")
+
+
+@dataclass
+class ModelConfig:
+    """The whole detector."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    num_classes: int = 91  # official COCO default (max category id + 1); no "no object" class
+    num_queries: int = 300  # object queries; for two-stage, the number of top proposals kept
+    with_box_refine: bool = False  # per-layer box heads; each layer refines the previous box
+    two_stage: bool = False  # encoder proposals become the decoder's reference boxes and queries
+    aux_loss: bool = True  # also return the predictions of the earlier decoder layers
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes: expected >= 1, got {self.num_classes}")
+        if self.num_queries < 1:
+            raise ValueError(f"num_queries: expected >= 1, got {self.num_queries}")
+        if self.two_stage and not self.with_box_refine:
+            # the official model needs the per-layer box heads for the proposal head as well
+            raise ValueError("two_stage=True needs with_box_refine=True (as in the official code)")
+
+    @property
+    def num_backbone_levels(self) -> int:
+        """Feature maps taken from the backbone: C5 alone, or C3, C4, C5."""
+        return 1 if self.transformer.num_feature_levels == 1 else 3
+
+
+def _multiscale(**model: Any) -> ModelConfig:
+    return ModelConfig(**model)
+
+
+def _singlescale(dilation: bool) -> ModelConfig:
+    return ModelConfig(backbone=BackboneConfig(dilation=dilation),
+                       transformer=TransformerConfig(num_feature_levels=1))
+
+
+def _shapes_cpu() -> ModelConfig:
+    # Sized for `make demo` on 2 CPU cores: 96 x 96 shapes images (C3..C6 are 12^2..2^2), five
+    # classes, refinement + two-stage (the fastest-converging variant), and the grid_sample
+    # attention backend (about 3x faster to train on a CPU than the einops one).
+    # The training helper may tune these values (and only these).
+    return ModelConfig(
+        backbone=BackboneConfig(arch="small_cnn", small_cnn_channels=(16, 32, 64, 128)),
+        transformer=TransformerConfig(d_model=64, n_heads=4, enc_layers=2, dec_layers=3,
+                                      dim_feedforward=128, dropout=0.0, num_feature_levels=4,
+                                      enc_n_points=4, dec_n_points=4, attention_backend="grid_sample"),
+        num_classes=5,  # synthetic shapes: circle, square, triangle, star, cross
+        num_queries=16,  # at most 4 objects per demo image
+        with_box_refine=True,
+        two_stage=True,
+    )
+
+
+_PRESETS = {
+    "singlescale": lambda: _singlescale(dilation=False),
+    "singlescale_dc5": lambda: _singlescale(dilation=True),
+    "multiscale": lambda: _multiscale(),
+    "multiscale_refine": lambda: _multiscale(with_box_refine=True),
+    "multiscale_refine_twostage": lambda: _multiscale(with_box_refine=True, two_stage=True),
+    "shapes_cpu": _shapes_cpu,
+}
+
+PRESET_NAMES = tuple(_PRESETS)
+
+
+def _field_owners() -> dict[str, str]:
+    """override name -> "" (ModelConfig) or the sub-config attribute holding it."""
+    owners = {f.name: "" for f in dataclasses.fields(ModelConfig)}
+    for part, cls in (("backbone", BackboneConfig), ("transformer", TransformerConfig)):
+        for f in dataclasses.fields(cls):
+            owners[f.name] = part
+    return owners
+
+
+def apply_overrides(cfg: ModelConfig, **overrides: Any) -> ModelConfig:
+    """A new config with the named fields replaced (validation runs again)."""
+    owners = _field_owners()
+    unknown = sorted(set(overrides) - set(owners))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(owners)}")
+    parts: dict[str, dict[str, Any]] = {"": {}, "backbone": {}, "transformer": {}}
+    for name, value in overrides.items():
+        parts[owners[name]][name] = value
+    top = dict(parts[""])
+    for part in ("backbone", "transformer"):
+        if parts[part]:
+            base = top.get(part, getattr(cfg, part))
+            top[part] = dataclasses.replace(base, **parts[part])
+    return dataclasses.replace(copy.deepcopy(cfg), **top)
+
+
+def get_preset(name: str, **overrides: Any) -> ModelConfig:
+    """A fresh ModelConfig of the named preset, with optional field overrides."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESET_NAMES)}")
+    return apply_overrides(_PRESETS[name](), **overrides)
+
+
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """Plain nested dict (for saving next to a checkpoint)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise ValueError."""
+    data = dict(data)
+    try:
+        backbone = BackboneConfig(**data.pop("backbone", {}))
+        transformer = TransformerConfig(**data.pop("transformer", {}))
+        return ModelConfig(backbone=backbone, transformer=transformer, **data)
+    except TypeError as err:  # an unexpected keyword
+        raise ValueError(f"config dict does not match ModelConfig: {err}") from None

@@ -1,0 +1,126 @@
+"""The deformable decoder: object queries look at a few points around their reference.
+
+Axis glossary: ``n`` batch, ``q`` queries, ``s`` tokens, ``l`` levels, ``c`` model channels.
+
+Each query has a content vector (``tgt``), a positional embedding (``query_pos``) and a
+reference: a point (cx, cy) or, with box refinement / two-stage, a box (cx, cy, w, h), in
+coordinates of the valid (unpadded) image. Each layer, post-norm:
+
+    t = LayerNorm(t + Dropout(SelfAttention(q = k = t + pos, v = t)))       queries talk to each other
+    t = LayerNorm(t + Dropout(MSDeformAttn(t + pos, ref * r, memory)))      queries read the image
+    t = LayerNorm(t + Dropout(W_2 Dropout(ReLU(W_1 t))))
+
+(r: the valid ratios, mapping the reference onto each level's padded map.) After each layer the
+heads predict a class and a box b = sigmoid(MLP(t) + sigmoid^-1(ref)). With iterative box
+refinement the next layer's reference is that box, detached: every layer refines the previous
+layer's box, but gradients flow through each layer's own prediction only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ddetr_edu.models.heads import predict_boxes
+from ddetr_edu.ops import MSDeformAttn
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention, deformable cross-attention, FFN. Names as the official layer: note that
+    ``norm2`` follows self-attention and ``norm1`` cross-attention (in execution order:
+    norm2, norm1, norm3)."""
+
+    def __init__(self, d_model: int, dim_feedforward: int, dropout: float, n_levels: int,
+                 n_heads: int, n_points: int, backend: str = "auto") -> None:
+        super().__init__()
+        # queries <-> queries (dense: Q is small)
+        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        # queries -> image (sparse, multi-scale)
+        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, backend=backend)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        # feed-forward
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.dropout3 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout4 = nn.Dropout(dropout)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor, padding_mask: Tensor | None,
+                return_sampling: bool = False):
+        """tgt, query_pos (N, Q, C); reference_points (N, Q, L, 2|4) on the padded maps;
+        memory (N, S, C); padding_mask (N, S) -> (N, Q, C) (and the sampling dict if asked)."""
+        q = k = tgt + query_pos
+        attended, _ = self.self_attn(q, k, tgt, need_weights=False)
+        tgt = self.norm2(tgt + self.dropout2(attended))
+
+        attended = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes,
+                                   level_start_index, padding_mask, return_sampling=return_sampling)
+        sampling = None
+        if return_sampling:
+            attended, locations, weights = attended
+            sampling = {"locations": locations, "weights": weights}
+        tgt = self.norm1(tgt + self.dropout1(attended))
+
+        tgt = self.norm3(tgt + self.dropout4(self.linear2(self.dropout3(F.relu(self.linear1(tgt))))))
+        return (tgt, sampling) if return_sampling else tgt
+
+
+@dataclass
+class LayerPrediction:
+    """What one decoder layer produced.
+
+    hidden (N, Q, C) the layer's output; reference (N, Q, 2|4) the reference it used (valid-image
+    coordinates); logits (N, Q, num_classes); boxes (N, Q, 4) cxcywh in [0, 1];
+    sampling {"locations" (N, Q, M, L, K, 2), "weights" (N, Q, M, L, K)} or None.
+    """
+
+    hidden: Tensor
+    reference: Tensor
+    logits: Tensor
+    boxes: Tensor
+    sampling: dict[str, Tensor] | None = None
+
+
+class DeformableDecoder(nn.Module):
+    """A stack of ``DecoderLayer``; the loop over layers (and the refinement) is in ``forward``."""
+
+    def __init__(self, num_layers: int, **layer_kwargs) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(**layer_kwargs) for _ in range(num_layers))
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor, ratios: Tensor,
+                padding_mask: Tensor | None, class_heads: nn.ModuleList, box_heads: nn.ModuleList,
+                refine: bool, return_attention: bool = False) -> list[LayerPrediction]:
+        """
+        Args:
+            tgt, query_pos: (N, Q, C) query content and positional embedding.
+            reference: (N, Q, 2) points or (N, Q, 4) boxes, valid-image coordinates in [0, 1].
+            memory: (N, S, C) encoder output; padding_mask (N, S) True = padding.
+            spatial_shapes (L, 2), level_start_index (L,), ratios (N, L, 2) valid ratios (w, h).
+            class_heads, box_heads: one head per layer (refine) or one shared head.
+            refine: iterative box refinement (the next reference is this layer's box, detached).
+        Returns:
+            one ``LayerPrediction`` per layer.
+        """
+        predictions = []
+        for i, layer in enumerate(self.layers):
+            head = i if refine else 0
+            # map the reference onto every level's padded map: (N, Q, 1, 2|4) * (N, 1, L, 2|4)
+            scale = ratios if reference.shape[-1] == 2 else torch.cat([ratios, ratios], dim=-1)
+            reference_on_levels = reference[:, :, None] * scale[:, None]  # (N, Q, L, 2|4)
+            out = layer(tgt, query_pos, reference_on_levels, memory, spatial_shapes,
+                        level_start_index, padding_mask, return_sampling=return_attention)
+            tgt, sampling = out if return_attention else (out, None)
+            logits = class_heads[head](tgt)  # (N, Q, num_classes)
+            boxes = predict_boxes(box_heads[head], tgt, reference)  # (N, Q, 4)
+            predictions.append(LayerPrediction(tgt, reference, logits, boxes, sampling))
+            if refine:
+                reference = boxes.detach()  # the next layer refines this box
+        return predictions

@@ -1,0 +1,122 @@
+"""Deformable DETR: backbone -> input projections -> deformable transformer -> heads.
+
+Input: images (N, 3, H, W) float (ImageNet-normalised), padded bottom/right to a common size,
+with masks (N, H, W) bool, True on padding (or None: no padding). A list of (3, H_i, W_i) images
+of different sizes is padded here.
+
+Output (the official keys):
+
+* ``pred_logits`` (N, Q, num_classes): raw sigmoid logits of the last decoder layer;
+* ``pred_boxes`` (N, Q, 4): cxcywh in [0, 1] relative to each *unpadded* image;
+* ``aux_outputs``: [{pred_logits, pred_boxes}] of the earlier decoder layers (if aux_loss);
+* ``enc_outputs``: {pred_logits (N, S, num_classes), pred_boxes (N, S, 4)} (two-stage only);
+* ``attention`` (``return_attention=True``): per-layer sampling locations / weights of the
+  encoder and decoder (normalised to the padded maps), the reference each decoder layer used
+  (normalised to the unpadded image), ``spatial_shapes``, ``level_start_index``, ``valid_ratios``;
+* ``intermediates`` (``return_intermediates=True``, for debugging and the book): ``memory``
+  (N, S, C), ``hs`` (dec_layers, N, Q, C), ``init_reference`` (N, Q, 2|4), ``inter_references``
+  (dec_layers, N, Q, 2|4) (the reference after each layer), ``spatial_shapes``,
+  ``level_start_index``, ``valid_ratios``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ddetr_edu.config import ModelConfig
+from ddetr_edu.models.backbone import Backbone, downsample_mask
+from ddetr_edu.models.backbone import BackboneConfig as TrunkConfig
+from ddetr_edu.models.heads import make_heads
+from ddetr_edu.models.input_proj import make_input_projections, project_levels
+from ddetr_edu.models.inputs import check_images, pad_images
+from ddetr_edu.models.position import PositionEmbeddingSine
+from ddetr_edu.models.transformer import DeformableTransformer
+
+
+def _trunk_config(cfg: ModelConfig) -> TrunkConfig:
+    b = cfg.backbone
+    return TrunkConfig(name=b.arch, dilation=b.dilation,
+                       return_levels=(4,) if cfg.num_backbone_levels == 1 else (2, 3, 4),
+                       pretrained_path=b.pretrained_path, train_backbone=b.train_backbone,
+                       small_cnn_channels=b.small_cnn_channels)
+
+
+class DeformableDETR(nn.Module):
+    """The detector. Build it with ``build_detector(cfg)``; see the module docstring for I/O."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        t = cfg.transformer
+        self.cfg = cfg
+        self.backbone = Backbone(_trunk_config(cfg))
+        self.position = PositionEmbeddingSine(num_pos_feats=t.d_model // 2,
+                                              temperature=t.position_temperature,
+                                              scale=t.position_scale)
+        self.input_proj = make_input_projections(self.backbone.num_channels, t.d_model,
+                                                 t.num_feature_levels)
+        self.transformer = DeformableTransformer(cfg)
+        self.class_embed, self.bbox_embed = make_heads(t.d_model, cfg.num_classes, t.dec_layers,
+                                                       cfg.with_box_refine, cfg.two_stage)
+        if not cfg.two_stage:
+            # learned queries: positional part and content part, (Q, 2C)
+            self.query_embed = nn.Embedding(cfg.num_queries, 2 * t.d_model)
+
+    def forward(self, images: Tensor | Sequence[Tensor], masks: Tensor | None = None,
+                return_attention: bool = False, return_intermediates: bool = False) -> dict:
+        if not isinstance(images, Tensor):
+            if masks is not None:
+                raise ValueError("masks: must be None when images is a list (the padding is computed)")
+            images, masks = pad_images(images)
+        masks = check_images(images, masks)  # (N, H, W) bool
+
+        # backbone levels (C3..C5 or C5), then extra stride-2 levels on top
+        backbone_levels = self.backbone(images, masks)  # [(feature, mask)]
+        features = [f for f, _ in backbone_levels]
+        maps = project_levels(self.input_proj, features)  # L x (N, C, H_l, W_l)
+        level_masks = [m for _, m in backbone_levels]
+        level_masks += [downsample_mask(masks, tuple(m.shape[-2:])) for m in maps[len(features):]]
+        positions = [self.position(m).to(x.dtype) for x, m in zip(maps, level_masks)]
+
+        query_embed = None if self.cfg.two_stage else self.query_embed.weight
+        out = self.transformer(maps, level_masks, positions, query_embed, self.class_embed,
+                               self.bbox_embed, self.cfg.with_box_refine, return_attention)
+
+        last = out.layers[-1]
+        result: dict = {"pred_logits": last.logits, "pred_boxes": last.boxes}
+        if self.cfg.aux_loss:
+            result["aux_outputs"] = [{"pred_logits": p.logits, "pred_boxes": p.boxes}
+                                     for p in out.layers[:-1]]
+        if self.cfg.two_stage:
+            result["enc_outputs"] = {"pred_logits": out.enc_logits, "pred_boxes": out.enc_boxes}
+        if return_attention:
+            result["attention"] = {
+                "encoder": out.encoder_attention,
+                "decoder": [p.sampling for p in out.layers],
+                "decoder_references": [p.reference for p in out.layers],
+                "spatial_shapes": out.spatial_shapes,
+                "level_start_index": out.level_start_index,
+                "valid_ratios": out.valid_ratios,
+            }
+        if return_intermediates:
+            refined = [p.boxes.detach() if self.cfg.with_box_refine else p.reference
+                       for p in out.layers]
+            result["intermediates"] = {
+                "memory": out.memory,
+                "hs": torch.stack([p.hidden for p in out.layers]),
+                "init_reference": out.init_reference,
+                "inter_references": torch.stack(refined),
+                "spatial_shapes": out.spatial_shapes,
+                "level_start_index": out.level_start_index,
+                "valid_ratios": out.valid_ratios,
+            }
+        return result
+
+
+def build_detector(cfg: ModelConfig) -> DeformableDETR:
+    """The detector described by ``cfg`` (a ``ddetr_edu.config.ModelConfig``)."""
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"cfg: expected a ddetr_edu.config.ModelConfig, got {type(cfg).__name__} "
+                        "(use ddetr_edu.config.get_preset(name) or ModelConfig(...))")
+    return DeformableDETR(cfg)

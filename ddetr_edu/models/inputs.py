@@ -1,0 +1,59 @@
+"""Checking and padding the detector's input batch.
+
+Images of different sizes share one tensor by zero-padding at the bottom and right; the mask
+records where: (N, H, W) bool, True on padding. The model then works in coordinates of each
+image's valid area (see ``encoder.valid_ratios``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_images(images: Tensor, masks: Tensor | None) -> Tensor:
+    """Validate a batch; returns the masks (all False when None). Raises ValueError."""
+    if not isinstance(images, Tensor):
+        raise ValueError(f"images: expected a tensor (N, 3, H, W) or a list of (3, H, W), "
+                         f"got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images: expected 4 dimensions (N, 3, H, W), got shape {tuple(images.shape)}")
+    if images.shape[1] != 3:
+        raise ValueError(f"images: expected 3 channels (RGB) in (N, 3, H, W), got {images.shape[1]} "
+                         f"channels (shape {tuple(images.shape)}); convert grayscale/RGBA to RGB first")
+    if not images.is_floating_point():
+        raise ValueError(f"images: expected a floating-point tensor (ImageNet-normalised), got "
+                         f"{images.dtype}; convert with images.float() / 255 and normalise")
+    n, _, h, w = images.shape
+    if masks is None:
+        return torch.zeros(n, h, w, dtype=torch.bool, device=images.device)
+    if not isinstance(masks, Tensor) or masks.dtype != torch.bool:
+        got = masks.dtype if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"masks: expected a bool tensor (True = padding), got {got}")
+    if tuple(masks.shape) != (n, h, w):
+        raise ValueError(f"masks: expected shape (N, H, W) = {(n, h, w)}, got {tuple(masks.shape)}")
+    return masks
+
+
+def pad_images(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """[(3, H_i, W_i)] -> (images (N, 3, max H, max W) zero-padded bottom/right,
+    masks (N, max H, max W) bool True = padding)."""
+    if len(images) == 0:
+        raise ValueError("images: expected at least one image, got an empty list")
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor) or image.dim() != 3:
+            got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"images[{i}]: expected a (3, H, W) tensor, got {got}")
+    channels = {int(im.shape[0]) for im in images}
+    if len(channels) != 1:
+        raise ValueError(f"images: all images need the same channels, got {sorted(channels)}")
+    h = max(int(im.shape[1]) for im in images)
+    w = max(int(im.shape[2]) for im in images)
+    first = images[0]
+    batch = first.new_zeros(len(images), first.shape[0], h, w)
+    masks = torch.ones(len(images), h, w, dtype=torch.bool, device=first.device)
+    for i, image in enumerate(images):
+        batch[i, :, :image.shape[1], :image.shape[2]].copy_(image)
+        masks[i, :image.shape[1], :image.shape[2]] = False
+    return batch, masks

@@ -1,0 +1,173 @@
+"""The optional CUDA kernel (``kernels/``) as the torch custom op ``ddetr_edu::ms_deform_attn``.
+
+    out[n, q, m*D + d] = sum_l sum_k A[n,q,m,l,k] * bilinear(V[n, level l, m, d], p[n,q,m,l,k])
+
+Public API (used by the dispatcher in ``dispatch.py`` for backend="cuda" and "auto"):
+
+- ``kernel_status() -> (available, reason)``: never raises; on a CPU-only machine it answers at
+  once ("torch built without CUDA" / "no CUDA device"); with a GPU it loads the kernel, building
+  it on first use (``torch.utils.cpp_extension.load``, cached in torch's extensions folder) unless
+  ``pip install --no-build-isolation ./kernels`` already installed ``ddetr_edu_msda_cuda``.
+- ``ms_deform_attn_cuda(value, spatial_shapes, level_start_index, sampling_locations,
+  attention_weights) -> (N, Lq, M*D)``, differentiable in value, locations and weights.
+
+The op is registered with ``torch.library`` (a fake implementation for ``torch.compile`` and a
+registered autograd formula that calls ``ddetr_edu::ms_deform_attn_backward``). On CPU tensors
+the same op runs the kernel's per-thread code compiled for the CPU (``kernel_on_cpu.py``), which
+lets the registration, autograd and compile paths be tested on machines without a GPU.
+
+Importing this module is cheap and never builds anything.
+Dtypes: value float64 / float32 / float16 / bfloat16; locations and weights are read as float32
+(float64 for float64 values) and the sums accumulate in that type; the output has value's dtype.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import shutil
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from .checks import check_core_inputs
+from .kernel_on_cpu import KERNEL_SOURCES
+
+_PREBUILT_MODULE = "ddetr_edu_msda_cuda"  # what `pip install ./kernels` provides
+_CUDA_SOURCES = ("msda_binding.cpp", "msda_kernel.cu")
+
+
+def _nvcc_path() -> str | None:
+    from torch.utils.cpp_extension import CUDA_HOME  # imported lazily: it is slow to import
+    if CUDA_HOME is not None and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")):
+        return os.path.join(CUDA_HOME, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+@functools.cache
+def _extension() -> tuple[ModuleType | None, str]:
+    """(module, "ok") or (None, reason). Tried once per process: a failed build is not retried."""
+    try:
+        return importlib.import_module(_PREBUILT_MODULE), "ok"
+    except ImportError:
+        pass
+    if not all((KERNEL_SOURCES / name).exists() for name in _CUDA_SOURCES):
+        return None, f"kernel not installed and its sources are not at {KERNEL_SOURCES}"
+    if _nvcc_path() is None:
+        return None, "nvcc missing (install the CUDA toolkit or set CUDA_HOME) and the kernel is not installed"
+    from torch.utils.cpp_extension import load
+    try:
+        module = load(name=_PREBUILT_MODULE, sources=[str(KERNEL_SOURCES / n) for n in _CUDA_SOURCES],
+                      extra_include_paths=[str(KERNEL_SOURCES)], extra_cflags=["-O3"],
+                      extra_cuda_cflags=["-O3"], verbose=os.environ.get("DDETR_EDU_VERBOSE_BUILD") == "1")
+    except Exception as err:  # a compiler error can surface as several exception types
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        return None, f"build failed: {lines[-1][:300] if lines else type(err).__name__}"
+    return module, "ok"
+
+
+def kernel_status() -> tuple[bool, str]:
+    """(available, reason): whether ``ms_deform_attn_cuda`` can run here, and if not, why."""
+    if torch.version.cuda is None:
+        return False, f"torch built without CUDA (torch {torch.__version__})"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device (torch.cuda.is_available() is False)"
+    module, reason = _extension()
+    return module is not None, reason
+
+
+# ---------------------------------------------------------------------------------------------
+# The custom ops. Both dispatch on the device inside: CUDA tensors -> the kernel, CPU tensors ->
+# the kernel's code built for the CPU (float32/float64; half precision is computed in float32).
+
+def _cpu_compute(t: Tensor) -> Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+@torch.library.custom_op("ddetr_edu::ms_deform_attn", mutates_args=())
+def ms_deform_attn_op(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                      sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
+    """value (N, S, M, D), spatial_shapes (L, 2), level_start_index (L,), sampling_locations
+    (N, Lq, M, L, K, 2), attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    if value.is_cuda:
+        module, reason = _extension()
+        if module is None:
+            raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
+        return module.forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu
+    v = _cpu_compute(value)
+    out = ms_deform_attn_kernel_on_cpu(v, spatial_shapes, level_start_index,
+                                       sampling_locations.to(v.dtype), attention_weights.to(v.dtype))
+    return out.to(value.dtype)
+
+
+@ms_deform_attn_op.register_fake
+def _ms_deform_attn_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    n, _, m, d = value.shape
+    torch._check(sampling_locations.shape[0] == n and sampling_locations.shape[2] == m)
+    return value.new_empty((n, sampling_locations.shape[1], m * d))
+
+
+@torch.library.custom_op("ddetr_edu::ms_deform_attn_backward", mutates_args=())
+def ms_deform_attn_backward_op(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                               sampling_locations: Tensor, attention_weights: Tensor,
+                               grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """grad_out (N, Lq, M*D) -> (grad value (N, S, M, D), grad locations (N, Lq, M, L, K, 2),
+    grad weights (N, Lq, M, L, K)), each in its input's dtype."""
+    if value.is_cuda:
+        module, reason = _extension()
+        if module is None:
+            raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
+        return tuple(module.backward(value, spatial_shapes, level_start_index, sampling_locations,
+                                     attention_weights, grad_out))
+    from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu_backward
+    v = _cpu_compute(value)
+    gv, gl, ga = ms_deform_attn_kernel_on_cpu_backward(
+        v, spatial_shapes, level_start_index, sampling_locations.to(v.dtype),
+        attention_weights.to(v.dtype), grad_out.to(v.dtype))
+    return gv.to(value.dtype), gl.to(sampling_locations.dtype), ga.to(attention_weights.dtype)
+
+
+@ms_deform_attn_backward_op.register_fake
+def _ms_deform_attn_backward_fake(value, spatial_shapes, level_start_index, sampling_locations,
+                                  attention_weights, grad_out):
+    return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad_out):
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
+    grad_value, grad_loc, grad_attn = ms_deform_attn_backward_op(
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_out)
+    needs = ctx.needs_input_grad
+    return (grad_value if needs[0] else None, None, None,
+            grad_loc if needs[3] else None, grad_attn if needs[4] else None)
+
+
+ms_deform_attn_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def ms_deform_attn_cuda(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                        sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
+    """The attention core on the GPU kernel (differentiable).
+
+    value (N, S, M, D); spatial_shapes int64 (L, 2) rows (H, W); level_start_index int64 (L,);
+    sampling_locations (N, Lq, M, L, K, 2) normalised (x, y), align_corners=False, zero padding;
+    attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D) head-major channels.
+    Raises RuntimeError (with the reason) when the kernel cannot run here.
+    """
+    available, reason = kernel_status()
+    if not available:
+        raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
+    check_core_inputs(value, spatial_shapes, sampling_locations, attention_weights)
+    if not value.is_cuda:
+        raise ValueError(f"ms_deform_attn_cuda needs CUDA tensors, got value on {value.device}")
+    if tuple(level_start_index.shape) != (spatial_shapes.shape[0],):
+        raise ValueError(f"level_start_index must have shape (L,) = ({spatial_shapes.shape[0]},), "
+                         f"got {tuple(level_start_index.shape)}")
+    return ms_deform_attn_op(value, spatial_shapes.to(value.device), level_start_index.to(value.device),
+                             sampling_locations, attention_weights)

@@ -1,0 +1,34 @@
+"""The original reference formulation: one ``F.grid_sample`` call per level.
+
+This is how the official pure-PyTorch path computes the core, written here with einops. It
+keeps every sampled value (N*M*D*Lq*L*K numbers) for the backward. It is the baseline of
+``benchmarks/msda.py`` and the stand-in for the official CPU path in ``benchmarks/detector.py``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from .levels import level_sizes
+
+
+def ms_deform_attn_grid_sample(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor,
+                               attention_weights: Tensor) -> Tensor:
+    """value (N, S, M, D), spatial_shapes (L, 2), locations (N, Lq, M, L, K, 2),
+    weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    n, _, m, _ = value.shape
+    sizes = level_sizes(spatial_shapes)
+    per_level = value.split([h * w for h, w in sizes], dim=1)
+    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
+    sampled = []
+    for level, ((h, w), values) in enumerate(zip(sizes, per_level)):
+        maps = rearrange(values, "n (h w) m d -> (n m) d h w", h=h, w=w)
+        grid = rearrange(grids[:, :, :, level], "n q m k xy -> (n m) q k xy")
+        sampled.append(F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))  # ((n m), d, q, k)
+    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # ((n m), d, q, (l k))
+    weights = rearrange(attention_weights, "n q m l k -> (n m) 1 q (l k)")
+    out = (stacked * weights).sum(-1)  # ((n m), d, q)
+    return rearrange(out, "(n m) d q -> n q (m d)", n=n, m=m)

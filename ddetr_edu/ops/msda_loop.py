@@ -1,0 +1,58 @@
+"""The teaching backend: the attention core as plain loops, one sample point at a time.
+
+Slow (Python loops) and meant for tiny inputs: it is the oracle that every other backend is
+tested against, and the arithmetic that chapter 2 of the book walks through. Autograd
+differentiates it (the weights are tensors; the corner indices are integers).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .levels import level_sizes
+
+
+def bilinear_read(level_values: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """Read one point from one head's map.
+
+    level_values: (H, W, D); x, y: 0-d tensors, normalised (align_corners=False) -> (D,).
+    """
+    height, width, depth = level_values.shape
+    u = x * width - 0.5  # pixel coordinates: pixel i has its centre at i + 0.5 - 0.5 = i
+    v = y * height - 0.5
+    u0, v0 = math.floor(float(u.detach())), math.floor(float(v.detach()))
+    fu, fv = u - u0, v - v0  # fractional parts, still tensors so gradients reach x and y
+    out = level_values.new_zeros(depth)
+    for cu, cv, weight in ((u0, v0, (1 - fu) * (1 - fv)), (u0 + 1, v0, fu * (1 - fv)),
+                           (u0, v0 + 1, (1 - fu) * fv), (u0 + 1, v0 + 1, fu * fv)):
+        if 0 <= cu < width and 0 <= cv < height:  # outside the map reads zero
+            out = out + weight * level_values[cv, cu]
+    return out
+
+
+def ms_deform_attn_loop(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor,
+                        attention_weights: Tensor) -> Tensor:
+    """value (N, S, M, D), spatial_shapes (L, 2), locations (N, Lq, M, L, K, 2),
+    weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    n_batch, _, n_heads, depth = value.shape
+    _, n_queries, _, n_levels, n_points, _ = sampling_locations.shape
+    sizes = level_sizes(spatial_shapes)
+    starts = [0]
+    for h, w in sizes[:-1]:
+        starts.append(starts[-1] + h * w)
+    rows = []
+    for n in range(n_batch):
+        for q in range(n_queries):
+            heads = []
+            for m in range(n_heads):
+                acc = value.new_zeros(depth)
+                for l, ((h, w), start) in enumerate(zip(sizes, starts)):
+                    level_values = value[n, start:start + h * w, m].reshape(h, w, depth)
+                    for k in range(n_points):
+                        x, y = sampling_locations[n, q, m, l, k]
+                        acc = acc + attention_weights[n, q, m, l, k] * bilinear_read(level_values, x, y)
+                heads.append(acc)
+            rows.append(torch.cat(heads))  # head-major: channel m * D + d
+    return torch.stack(rows).reshape(n_batch, n_queries, n_heads * depth)

@@ -1,0 +1,203 @@
+"""Checkpoints that can be trusted: written atomically, loaded safely, resumed exactly.
+
+A training checkpoint is a plain dict (so that ``torch.load(..., weights_only=True)`` reads it,
+with no arbitrary pickled objects):
+
+===================  =================================================================
+key                  value
+===================  =================================================================
+``format``           ``"ddetr_edu.train.v1"``
+``model``            the model's ``state_dict`` (without a DDP ``module.`` prefix)
+``optimizer``        ``optimizer.state_dict()``
+``scheduler``        ``scheduler.state_dict()``
+``scaler``           ``GradScaler.state_dict()`` or ``None`` (fp16 only)
+``epoch``            epochs fully completed (the next epoch to run)
+``step_in_epoch``    batches already done in epoch ``epoch`` (``0`` except after Ctrl-C)
+``global_step``      optimiser steps taken so far
+``best_ap``          best validation AP so far (``-1.0`` before the first evaluation)
+``rng``              :func:`capture_rng_state`: python, numpy, torch CPU and CUDA states
+``model_config``     ``ModelConfig`` as a plain dict
+``train_config``     ``TrainConfig`` as a plain dict
+``metrics``          the last evaluation's metrics (floats) or ``{}``
+===================  =================================================================
+
+Writing goes to a temporary file in the same folder, then ``os.replace`` renames it over the
+target: a crash mid-write never leaves a truncated ``checkpoint_last.pth`` behind.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "ddetr_edu.train.v1"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every random number generator the training loop touches, as weights_only-safe values.
+
+    numpy's state holds an ndarray, which ``weights_only`` loading refuses, so its key array is
+    stored as an int64 tensor.
+    """
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states are restored when CUDA exists)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel (or anything with ``.module``) wrapper."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def build_checkpoint(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    epoch: int,
+    step_in_epoch: int,
+    global_step: int,
+    best_ap: float,
+    model_config: dict[str, Any],
+    train_config: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    rng: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict described in the module docstring.
+
+    ``rng`` is a :func:`capture_rng_state` result to store; by default the states are captured now.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": int(epoch),
+        "step_in_epoch": int(step_in_epoch),
+        "global_step": int(global_step),
+        "best_ap": float(best_ap),
+        "rng": rng if rng is not None else capture_rng_state(),
+        "model_config": model_config,
+        "train_config": train_config,
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`atomic_torch_save` with ``weights_only=True``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a
+    ddetr_edu training checkpoint (e.g. an official Deformable DETR ``.pth``: load those with
+    ``ddetr_edu.models.load_official_checkpoint``).
+    """
+    from ddetr_edu.checkpoints.safe_load import safe_torch_load  # weights_only=True (+ official args)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = safe_torch_load(path, map_location=map_location)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(
+            f"{path} is not a ddetr_edu training checkpoint: expected format {CHECKPOINT_FORMAT!r}, "
+            f"found {found!r}"
+        )
+    return checkpoint
+
+
+def is_training_checkpoint(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a ddetr_edu training checkpoint (False for an official one)."""
+    try:
+        load_checkpoint(path)
+    except ValueError:
+        return False
+    return True
+
+
+def restore_training_state(
+    checkpoint: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    restore_rng: bool = True,
+) -> None:
+    """Load weights, optimiser, scheduler, scaler and RNG states from ``checkpoint`` in place."""
+    unwrap_model(model).load_state_dict(checkpoint["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler") is not None:
+        scaler.load_state_dict(checkpoint["scaler"])
+    if restore_rng:
+        restore_rng_state(checkpoint["rng"])
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_torch_save",
+    "capture_rng_state",
+    "restore_rng_state",
+    "unwrap_model",
+    "build_checkpoint",
+    "load_checkpoint",
+    "is_training_checkpoint",
+    "restore_training_state",
+]

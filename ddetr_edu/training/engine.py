@@ -1,0 +1,310 @@
+"""The training engine: one optimiser step, one epoch, one evaluation pass.
+
+One step, for a batch of images (n, 3, h, w), padding masks (n, h, w) and targets:
+
+    outputs = model(images, masks)                 # autocast to bf16/fp16 on CUDA if asked
+    losses  = criterion(outputs, targets)          # float32; losses["loss"] is the weighted sum
+    loss.backward(); clip ||grad||_2 <= 0.1; optimizer.step()
+
+A loss that is NaN or infinite stops training at once with :class:`NonFiniteLossError`, which
+names the epoch, the step and the loss terms; the checkpoint on disk is the last good one.
+
+The data order of epoch ``e`` depends only on ``(seed, e)`` (a ``DistributedSampler`` with
+``set_epoch``, also with one process), and the loader's worker seeds come from a generator
+seeded the same way. Together with the RNG states saved in the checkpoint this makes a resumed
+run bit-identical to an uninterrupted one on the CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from ddetr_edu.training.checkpoint import capture_rng_state
+from ddetr_edu.training.config import TrainConfig
+from ddetr_edu.training.distributed import (
+    DistributedContext,
+    all_gather_objects,
+    all_reduce_mean,
+    make_sampler,
+)
+from ddetr_edu.training.logbook import Logbook
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped before touching any checkpoint."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands; updated in place so that Ctrl-C knows how far it got."""
+
+    epoch: int = 0  # the epoch running now (= epochs completed, between epochs)
+    step_in_epoch: int = 0  # optimiser steps done in this epoch
+    global_step: int = 0  # optimiser steps done in total
+    best_ap: float = -1.0  # best validation AP so far (-1 before the first evaluation)
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    rng_at_step_start: dict[str, Any] | None = None  # RNG before the running step loaded its batch
+
+
+class SkipFirst(Sampler[int]):
+    """The indices of ``sampler`` without the first ``skip`` (resuming in the middle of an epoch)."""
+
+    def __init__(self, sampler: Sampler[int], skip: int) -> None:
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        for position, index in enumerate(self.sampler):
+            if position >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)  # type: ignore[arg-type]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global RNG and torch (CPU and CUDA)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available else cpu; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def autocast_context(amp: str | None, device: torch.device) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``amp`` ("bf16" / "fp16") on CUDA; a no-op for ``amp=None``."""
+    if amp is None:
+        return contextlib.nullcontext()
+    if device.type != "cuda":
+        raise ValueError(f"amp={amp!r} needs a CUDA device, got device {device}; use amp=None on the CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def make_grad_scaler(amp: str | None, device: torch.device) -> torch.amp.GradScaler | None:
+    """A GradScaler for fp16 (bf16 has float32's range and needs none)."""
+    if amp == "fp16" and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def to_float32(outputs: Any) -> Any:
+    """The model's output dict with every floating tensor cast to float32 (losses run in fp32)."""
+    if isinstance(outputs, Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {k: to_float32(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(to_float32(v) for v in outputs)
+    return outputs
+
+
+def move_targets(targets: list[dict], device: torch.device) -> list[dict]:
+    """Targets with their tensors on ``device`` (ints such as ``image_id`` untouched)."""
+    return [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
+
+
+def make_loader(
+    dataset: Dataset,
+    collate_fn: Callable,
+    cfg: TrainConfig,
+    context: DistributedContext,
+    *,
+    train: bool,
+    epoch: int = 0,
+    skip_batches: int = 0,
+) -> DataLoader:
+    """The DataLoader of one epoch: order fixed by ``(cfg.seed, epoch)``, workers seeded alike."""
+    sampler: Sampler[int] = make_sampler(dataset, context, shuffle=train, seed=cfg.seed)
+    sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    if skip_batches:
+        sampler = SkipFirst(sampler, skip_batches * cfg.batch_size)
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch * 16 + context.rank)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=cfg.num_workers,
+        generator=generator,
+        drop_last=False,
+    )
+
+
+def _loss_message(state: TrainState, values: dict[str, float]) -> str:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
+    return (
+        f"non-finite loss at epoch {state.epoch}, step {state.step_in_epoch} (global step "
+        f"{state.global_step}): non-finite terms {sorted(bad)}; all terms: {shown}. Training stopped; "
+        f"the last checkpoint on disk is from before this epoch. Try a lower lr, a smaller "
+        f"clip_max_norm or amp=None."
+    )
+
+
+def progress_enabled(context: DistributedContext) -> bool:
+    """Progress bars on rank 0 of an interactive terminal only."""
+    return context.is_main and sys.stderr.isatty()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    state: TrainState,
+    *,
+    device: torch.device,
+    context: DistributedContext,
+    scaler: torch.amp.GradScaler | None = None,
+    logbook: Logbook | None = None,
+) -> dict[str, float]:
+    """Train for one epoch (or ``cfg.max_steps_per_epoch`` steps); returns the mean loss terms.
+
+    ``state.step_in_epoch`` and ``state.global_step`` advance after every optimiser step, so a
+    KeyboardInterrupt leaves ``state`` describing exactly the steps that were taken.
+    """
+    model.train()
+    criterion.train()
+    sums: dict[str, float] = {}
+    steps = 0
+    limit = cfg.max_steps_per_epoch
+    total = len(loader) if limit is None else max(min(len(loader), limit - state.step_in_epoch), 0)
+    bar = tqdm(total=total, desc=f"epoch {state.epoch}", leave=False, disable=not progress_enabled(context))
+    batches = iter(loader)
+    while limit is None or state.step_in_epoch < limit:
+        # Ctrl-C saves this state: resuming re-draws the same augmentation and dropout
+        state.rng_at_step_start = capture_rng_state()
+        try:
+            images, masks, targets = next(batches)
+        except StopIteration:
+            break
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        targets = move_targets(targets, device)
+        with autocast_context(cfg.amp, device):
+            outputs = model(images, masks)
+        loss_dict = criterion(to_float32(outputs), targets)
+        values = all_reduce_mean({k: float(v.detach()) for k, v in loss_dict.items()}, context)
+        if not math.isfinite(values["loss"]):
+            bar.close()
+            raise NonFiniteLossError(_loss_message(state, values))
+
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_dict["loss"]
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        else:
+            loss.backward()
+        if cfg.clip_max_norm > 0:
+            # g <- g * min(1, max_norm / ||g||_2), ||g||_2 over all parameters together
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_max_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        state.step_in_epoch += 1
+        state.global_step += 1
+        steps += 1
+
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['loss']:.3f}")
+        if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
+            lr = optimizer.param_groups[0]["lr"]
+            logbook.write("train", epoch=state.epoch, step=state.step_in_epoch,
+                          global_step=state.global_step, lr=lr, **values)
+    bar.close()
+    state.rng_at_step_start = None
+    return {k: v / max(steps, 1) for k, v in sums.items()}
+
+
+Predictions = list[dict[str, Any]]  # [{"image_id", "scores" (k,), "labels" (k,), "boxes" (k, 4) xyxy px}]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    postprocess: Callable[[dict, Tensor], list[dict]],
+    *,
+    device: torch.device,
+    context: DistributedContext,
+    amp: str | None = None,
+    max_images: int | None = None,
+) -> Predictions:
+    """Detections for every image of ``loader``, gathered from all processes (on every rank).
+
+    ``postprocess(outputs, target_sizes (n, 2) (h, w))`` maps the model's outputs to boxes in
+    pixels of each image's *original* size (``orig_size``), which is what COCO scores.
+    """
+    model.eval()
+    predictions: Predictions = []
+    seen = 0
+    bar = tqdm(total=len(loader), desc="evaluate", leave=False, disable=not progress_enabled(context))
+    for images, masks, targets in loader:
+        if max_images is not None and seen >= max_images:
+            break
+        with autocast_context(amp, device):
+            outputs = model(images.to(device), masks.to(device))
+        sizes = torch.stack([t["orig_size"] for t in targets]).to(device)  # (n, 2) (h, w)
+        for target, result in zip(targets, postprocess(to_float32(outputs), sizes)):
+            predictions.append({"image_id": int(target["image_id"]),
+                                **{k: v.detach().cpu() for k, v in result.items()}})
+        seen += len(targets)
+        bar.update(1)
+    bar.close()
+    merged: dict[int, dict] = {}
+    for part in all_gather_objects(predictions, context):
+        for item in part:  # type: ignore[union-attr]
+            merged[item["image_id"]] = item  # DistributedSampler pads by repeating images
+    return [merged[k] for k in sorted(merged)]
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    """``(function(), seconds)``."""
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainState",
+    "SkipFirst",
+    "seed_everything",
+    "resolve_device",
+    "autocast_context",
+    "make_grad_scaler",
+    "to_float32",
+    "move_targets",
+    "make_loader",
+    "progress_enabled",
+    "train_one_epoch",
+    "predict",
+    "timed",
+]

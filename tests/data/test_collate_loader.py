@@ -1,0 +1,69 @@
+"""Padding masks and reproducible loaders."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddetr_edu.data import CocoDetection, TransformConfig, build_dataloader, build_train_transforms, collate_detection
+
+
+def fake_item(h, w, value):
+    return torch.full((3, h, w), float(value)), {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+
+
+def test_collate_pads_bottom_right_and_masks_padding():
+    images, masks, targets = collate_detection([fake_item(5, 7, 1), fake_item(6, 3, 2)])
+    assert images.shape == (2, 3, 6, 7) and masks.shape == (2, 6, 7) and masks.dtype == torch.bool
+    assert len(targets) == 2
+    assert (images[0, :, :5, :7] == 1).all() and (images[0, :, 5:] == 0).all()
+    assert (images[1, :, :, :3] == 2).all() and (images[1, :, :, 3:] == 0).all()
+    assert not masks[0, :5, :7].any() and masks[0, 5:].all()
+    assert not masks[1, :, :3].any() and masks[1, :, 3:].all()
+
+
+def test_collate_size_divisibility():
+    images, masks, _ = collate_detection([fake_item(5, 7, 1), fake_item(9, 3, 2)], size_divisibility=4)
+    assert images.shape[-2:] == (12, 8) and masks.shape[-2:] == (12, 8)
+    assert int((~masks[0]).sum()) == 35 and int((~masks[1]).sum()) == 27
+
+
+def test_collate_rejects_bad_images():
+    with pytest.raises(ValueError, match=r"\(3, h, w\)"):
+        collate_detection([(torch.zeros(1, 4, 4), {})])
+
+
+def _batches(loader):
+    return [(images, masks, [t["image_id"] for t in targets]) for images, masks, targets in loader]
+
+
+def _assert_same(first, second):
+    assert len(first) == len(second)
+    for (i1, m1, ids1), (i2, m2, ids2) in zip(first, second):
+        assert ids1 == ids2 and torch.equal(i1, i2) and torch.equal(m1, m2)
+
+
+def test_loader_with_workers_is_reproducible_for_a_seed(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json, build_train_transforms(TransformConfig.shapes(64)))
+    first = _batches(build_dataloader(dataset, batch_size=4, shuffle=True, seed=7, num_workers=2))
+    second = _batches(build_dataloader(dataset, batch_size=4, shuffle=True, seed=7, num_workers=2))
+    other = _batches(build_dataloader(dataset, batch_size=4, shuffle=True, seed=8, num_workers=2))
+    _assert_same(first, second)
+    assert [ids for *_, ids in first] != [ids for *_, ids in other]
+
+
+def test_loader_in_process_is_reproducible_with_torch_seed(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json, build_train_transforms(TransformConfig.shapes(64)))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(_batches(build_dataloader(dataset, batch_size=3, shuffle=True, seed=5, num_workers=0)))
+    _assert_same(*runs)
+
+
+def test_loader_with_sampler_requires_no_shuffle(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json)
+    sampler = torch.utils.data.SequentialSampler(dataset)
+    with pytest.raises(ValueError, match="shuffle"):
+        build_dataloader(dataset, batch_size=2, shuffle=True, seed=0, sampler=sampler)
+    ids = [t["image_id"] for *_, targets in build_dataloader(dataset, 5, False, 0, sampler=sampler) for t in targets]
+    assert ids == dataset.image_ids

@@ -1,0 +1,115 @@
+"""The torch registration of the kernel (``ddetr_edu::ms_deform_attn``), checked on the CPU.
+
+On CPU tensors the op runs the kernel's code built for the CPU, so the schema, the fake (meta)
+implementation, the registered autograd and torch.compile tracing are all tested without a GPU.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddetr_edu.ops import cuda_backend, kernel_on_cpu, level_start_index, ms_deform_attn
+
+needs_cpu_build = pytest.mark.skipif(not kernel_on_cpu.kernel_on_cpu_status()[0],
+                                     reason="CPU build of the kernel unavailable (no C++ compiler?)")
+
+
+def small_inputs(dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor([[4, 6], [3, 3]], dtype=torch.int64)
+    value = torch.randn(2, 33, 2, 3, dtype=dtype, generator=gen)
+    loc = torch.rand(2, 3, 2, 2, 2, 2, dtype=dtype, generator=gen) * 1.4 - 0.2
+    weights = torch.rand(2, 3, 2, 2, 2, dtype=dtype, generator=gen)
+    return value, shapes, level_start_index(shapes), loc, weights
+
+
+def test_kernel_status_explains_why_not_available_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; tests/kernels/test_cuda_gpu.py covers it")
+    available, reason = cuda_backend.kernel_status()
+    assert available is False
+    assert "CUDA" in reason
+
+
+def test_cuda_backend_raises_with_reason_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    value, shapes, starts, loc, weights = small_inputs()
+    _, reason = cuda_backend.kernel_status()
+    with pytest.raises(RuntimeError, match="not available"):
+        cuda_backend.ms_deform_attn_cuda(value, shapes, starts, loc, weights)
+    with pytest.raises(RuntimeError, match=reason.split(" (")[0]):
+        ms_deform_attn(value, shapes, loc, weights, backend="cuda")
+
+
+def test_fake_implementation_gives_output_and_gradient_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        value = torch.empty(2, 1000, 8, 32)
+        shapes, starts = torch.empty(4, 2, dtype=torch.int64), torch.empty(4, dtype=torch.int64)
+        loc, weights = torch.empty(2, 300, 8, 4, 4, 2), torch.empty(2, 300, 8, 4, 4)
+        out = torch.ops.ddetr_edu.ms_deform_attn(value, shapes, starts, loc, weights)
+        grads = torch.ops.ddetr_edu.ms_deform_attn_backward(value, shapes, starts, loc, weights, out)
+    assert tuple(out.shape) == (2, 300, 256)
+    assert [tuple(g.shape) for g in grads] == [(2, 1000, 8, 32), (2, 300, 8, 4, 4, 2), (2, 300, 8, 4, 4)]
+
+
+@needs_cpu_build
+def test_registered_autograd_passes_gradcheck():
+    value, shapes, starts, loc, weights = small_inputs()
+    leaves = [t.requires_grad_() for t in (value, loc, weights)]
+
+    def op(v, p, a):
+        return torch.ops.ddetr_edu.ms_deform_attn(v, shapes, starts, p, a)
+
+    assert torch.autograd.gradcheck(op, leaves, eps=1e-6, atol=1e-7)
+
+
+@needs_cpu_build
+def test_opcheck_schema_fake_and_autograd_registration():
+    value, shapes, starts, loc, weights = small_inputs()
+    args = (value.requires_grad_(), shapes, starts, loc.requires_grad_(), weights.requires_grad_())
+    results = torch.library.opcheck(torch.ops.ddetr_edu.ms_deform_attn.default, args)
+    assert all(v == "SUCCESS" for v in results.values()), results
+
+
+class CoreModule(torch.nn.Module):
+    """A module using the op between two ordinary layers, as MSDeformAttn would."""
+
+    def __init__(self, shapes: torch.Tensor):
+        super().__init__()
+        self.register_buffer("shapes", shapes)
+        self.register_buffer("starts", level_start_index(shapes))
+        self.proj = torch.nn.Linear(6, 6, dtype=torch.float64)
+
+    def forward(self, value, loc, weights):
+        out = torch.ops.ddetr_edu.ms_deform_attn(value, self.shapes, self.starts, loc, weights)
+        return self.proj(out)
+
+
+@needs_cpu_build
+def test_torch_compile_traces_the_op_forward_and_backward():
+    value, shapes, _, loc, weights = small_inputs()
+    module = CoreModule(shapes)
+    compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
+    eager_leaves = [t.clone().requires_grad_() for t in (value, loc, weights)]
+    compiled_leaves = [t.clone().requires_grad_() for t in (value, loc, weights)]
+    eager_out, compiled_out = module(*eager_leaves), compiled(*compiled_leaves)
+    torch.testing.assert_close(compiled_out, eager_out)
+    eager_out.square().sum().backward()
+    compiled_out.square().sum().backward()
+    for a, b in zip(compiled_leaves, eager_leaves):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@needs_cpu_build
+def test_op_on_cpu_equals_einops_including_half_inputs():
+    value, shapes, starts, loc, weights = small_inputs(torch.float32)
+    want = ms_deform_attn(value, shapes, loc, weights, backend="einops")
+    got = torch.ops.ddetr_edu.ms_deform_attn(value, shapes, starts, loc, weights)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    bf16 = [t.bfloat16() for t in (value, loc, weights)]
+    got16 = torch.ops.ddetr_edu.ms_deform_attn(bf16[0], shapes, starts, bf16[1], bf16[2])
+    want16 = ms_deform_attn(bf16[0], shapes, bf16[1], bf16[2], backend="einops")
+    assert got16.dtype == torch.bfloat16
+    torch.testing.assert_close(got16.float(), want16.float(), atol=1e-2, rtol=1e-2)

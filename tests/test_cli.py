@@ -1,0 +1,109 @@
+"""The command line and the demo pipeline, end to end on a tiny model and tiny shapes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ddetr_edu.cli import main, official_postprocess, split_overrides
+from ddetr_edu.config import get_preset
+from ddetr_edu.data.shapes import ShapesConfig
+from ddetr_edu.training.config import train_preset, with_overrides
+
+TINY_SHAPES = ["--set", "num_train=4", "--set", "num_val=2", "--set", "image_size=32",
+               "--set", "min_size=8", "--set", "max_size=16", "--set", "max_objects=2"]
+TINY_MODEL = {"d_model": "64", "n_heads": "2", "enc_layers": "1", "dec_layers": "2", "dim_feedforward": "32",
+              "small_cnn_channels": "8,8,16,16", "num_queries": "5", "num_classes": "5",
+              "num_feature_levels": "3", "attention_backend": "grid_sample"}
+TINY_TRAIN = {"batch_size": "2", "image_size": "32", "log_every": "1", "eval_every": "1", "lr_drop": "5"}
+
+
+def _sets(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    assert main(["make-shapes", "--out", str(out), "--seed", "3", *TINY_SHAPES]) == 0
+    return out
+
+
+def test_make_shapes_writes_both_splits(shapes_dir):
+    train = json.loads((shapes_dir / "train.json").read_text())
+    assert len(train["images"]) == 4 and train["info"]["config"]["seed"] == 3
+    assert len(list((shapes_dir / "images" / "val").glob("*.png"))) == 2
+
+
+def test_train_eval_and_resume_through_the_cli(shapes_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--preset", "shapes_cpu", "--data", str(shapes_dir), "--out", str(run),
+            *_sets(TINY_MODEL), *_sets(TINY_TRAIN)]
+    assert main([*args, "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "AP50" in out and "done: 1 epochs" in out
+    saved = torch.load(run / "checkpoint_last.pth", weights_only=True)
+    assert saved["epoch"] == 1 and saved["model_config"]["transformer"]["d_model"] == 64
+    assert saved["train_config"]["batch_size"] == 2
+
+    assert main(["train", "--resume", str(run / "checkpoint_last.pth"), "--data", str(shapes_dir),
+                 "--out", str(run), "--epochs", "2"]) == 0
+    assert torch.load(run / "checkpoint_last.pth", weights_only=True)["epoch"] == 2
+    assert "resumed from" in capsys.readouterr().out
+
+    assert main(["eval", "--checkpoint", str(run / "checkpoint_last.pth"), "--data", str(shapes_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "AP " in table and "AP_S" in table and "AP per class" in table
+
+
+def test_bad_input_gives_exit_code_2_and_a_message(shapes_dir, tmp_path, capsys):
+    assert main(["train", "--data", str(shapes_dir), "--out", str(tmp_path), "--set", "no_such_field=1"]) == 2
+    assert "no config has a field 'no_such_field'" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert "no dataset found" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.pth"), "--data", str(shapes_dir)]) == 2
+
+
+def test_overrides_are_routed_and_typed():
+    model, train = split_overrides(["d_model=64", "lr=1e-3", "two_stage=true", "train.seed=5",
+                                    "small_cnn_channels=8,16,16,32", "max_steps_per_epoch=none"])
+    assert model == {"d_model": 64, "two_stage": True, "small_cnn_channels": (8, 16, 16, 32)}
+    assert train == {"lr": "1e-3", "seed": "5", "max_steps_per_epoch": "none"}
+    cfg = with_overrides(train_preset("coco"), train)
+    assert (cfg.lr, cfg.seed, cfg.max_steps_per_epoch) == (1e-3, 5, None)
+    with pytest.raises(ValueError, match="expected int"):
+        split_overrides(["d_model=wide"])
+    with pytest.raises(ValueError, match="key=value"):
+        split_overrides(["d_model"])
+
+
+def test_official_postprocess_maps_coco_ids_to_contiguous_labels():
+    logits = torch.full((1, 2, 91), -10.0)
+    logits[0, 0, 3] = 5.0  # category id 3 -> label 1 below
+    logits[0, 1, 90] = 4.0  # category id 90 is not in this dataset: dropped
+    outputs = {"pred_logits": logits, "pred_boxes": torch.full((1, 2, 4), 0.5)}
+    (result,) = official_postprocess({1: 0, 3: 1})(outputs, torch.tensor([[10, 20]]))
+    assert result["labels"][0].item() == 1 and 90 not in result["labels"].tolist()
+    assert len(result["labels"]) == len(result["scores"]) == len(result["boxes"])
+
+
+def test_demo_pipeline_writes_table_curves_and_pictures(tmp_path):
+    from ddetr_edu.demo import run_demo, shapes_dataset_is_ready
+
+    shapes = ShapesConfig(num_train=4, num_val=2, image_size=32, min_size=8, max_size=16, max_objects=2)
+    model_cfg = get_preset("shapes_cpu", **split_overrides(_sets(TINY_MODEL)[1::2])[0])
+    train_cfg = with_overrides(train_preset("shapes_cpu"), {**TINY_TRAIN, "epochs": "2"})
+    lines = []
+    result = run_demo(tmp_path / "data", tmp_path / "run", shapes=shapes, model_cfg=model_cfg,
+                      train_cfg=train_cfg, num_pictures=2, report=lines.append)
+    assert shapes_dataset_is_ready(tmp_path / "data", shapes)
+    assert {p.name for p in result.figures} == {"loss.png", "ap.png", "detections.png"}
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.figures)
+    assert set(result.metrics) >= {"AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"} and "AP50" in result.table
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == result.metrics.keys()
+    # a second run finds the data and the finished checkpoint: nothing is retrained
+    again = run_demo(tmp_path / "data", tmp_path / "run", shapes=shapes, model_cfg=model_cfg,
+                     train_cfg=train_cfg, num_pictures=2, report=lines.append)
+    assert "shapes dataset found" in lines[-2] and "continuing" in lines[-1]
+    assert again.metrics == pytest.approx(result.metrics, nan_ok=True)
