@@ -7,6 +7,7 @@
     ddetr-edu eval --checkpoint runs/shapes/checkpoint_best.pth --data data/shapes
     ddetr-edu eval --checkpoint r50_deformable_detr.pth --data /path/to/coco   (official weights)
     ddetr-edu demo --data data/shapes --out runs/demo
+    ddetr-edu visualize --checkpoint runs/demo/checkpoint_best.pth --image photo.jpg --out runs/viz
 
     torchrun --nproc_per_node 8 -m ddetr_edu train --preset multiscale_refine_twostage \\
         --train-preset coco --data /path/to/coco --out runs/coco_twostage
@@ -256,7 +257,41 @@ def _run_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.data, args.out, report=lambda line: print(line, flush=True))
     print(result.table)
     print(f"pictures: {', '.join(str(p) for p in result.figures)}")
+    if result.visualizations:
+        print(f"sampling points: {len(result.visualizations)} files in {result.visualizations[0].parent}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s; AP = {result.metrics['AP']:.3f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- visualize
+def _add_visualize(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a ddetr_edu checkpoint, or an official Deformable DETR .pth")
+    parser.add_argument("--image", required=True, type=Path, nargs="+", help="image file(s)")
+    parser.add_argument("--out", type=Path, default=Path("runs/visualize"),
+                        help="folder for <image-stem>_{decoder,encoder,refinement,summary}.png")
+    parser.add_argument("--layer", type=int, default=-1, help="decoder layer, 0-based (-1: the last)")
+    parser.add_argument("--head", default="all", help="attention head, 0-based, or 'all'")
+    parser.add_argument("--top-k", type=int, default=5, help="detections shown")
+    parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection score")
+    parser.add_argument("--query-level", type=int, default=0, help="level of the encoder pixels shown")
+    parser.add_argument("--size", type=int, default=None,
+                        help="short side of the model input (default: the checkpoint's evaluation size)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+
+
+def _run_visualize(args: argparse.Namespace) -> int:
+    from ddetr_edu.training.engine import resolve_device
+    from ddetr_edu.viz.pipeline import VisualizeOptions, visualize_files
+
+    if args.head != "all" and not args.head.isdigit():
+        raise ValueError(f"--head: expected 'all' or a head number (0, 1, ...), got {args.head!r}")
+    options = VisualizeOptions(layer=args.layer, head=None if args.head == "all" else int(args.head),
+                               top_k=args.top_k, score_threshold=args.score_threshold,
+                               query_level=args.query_level)
+    paths = visualize_files(args.checkpoint, args.image, args.out, options,
+                            device=str(resolve_device(args.device)), short_side=args.size)
+    print("\n".join(f"wrote {path}" for path in paths))
     return 0
 
 
@@ -265,6 +300,8 @@ COMMANDS: list[Command] = [
     Command("train", "train a detector (torchrun for several GPUs)", _add_train, _run_train),
     Command("eval", "COCO evaluation of a checkpoint (ours or official)", _add_eval, _run_eval),
     Command("demo", "shapes data, CPU training, COCO table and pictures", _add_demo, _run_demo),
+    Command("visualize", "pictures of the sampling points (decoder, encoder, refinement)", _add_visualize,
+            _run_visualize),
 ]
 
 

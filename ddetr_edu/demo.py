@@ -7,7 +7,11 @@
    an unfinished run in ``out``; a finished one is only re-evaluated);
 3. evaluates on the validation split and returns the COCO metrics and table;
 4. writes ``loss.png``, ``ap.png`` and ``detections.png`` (validation images, ground truth
-   dashed, predictions solid) into ``out``.
+   dashed, predictions solid) into ``out``;
+5. records the sampling points of two probe validation images before training and after every
+   epoch (``sampling_history.pt``) and ends with the visualizer (``ddetr_edu.viz``) on the first
+   validation images: ``out/visualize/<image>_{decoder,encoder,refinement,summary}.png`` and
+   ``out/visualize/sampling_evolution.gif``.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ class DemoResult:
     metrics: dict[str, float]  # AP, AP50, AP75, AP_S, AP_M, AP_L, AR...
     table: str  # the printable COCO table
     figures: list[Path] = field(default_factory=list)  # PNG files written
+    visualizations: list[Path] = field(default_factory=list)  # the visualizer's PNG / GIF files
 
 
 def shapes_dataset_is_ready(data_dir: str | os.PathLike, config: ShapesConfig) -> bool:
@@ -133,6 +138,7 @@ def run_demo(
     train_cfg: TrainConfig | None = None,
     num_pictures: int = 8,
     report: Callable[[str], None] = lambda line: None,
+    num_visualized: int = 3,
 ) -> DemoResult:
     """Make the data, train, evaluate and draw (see the module docstring)."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -148,7 +154,11 @@ def run_demo(
     if resume is None and (run_dir / "log.jsonl").exists():
         (run_dir / "log.jsonl").unlink()  # a fresh run starts a fresh logbook
     report(f"training {'(continuing ' + str(resume) + ')' if resume else ''} into {run_dir}")
-    result = fit(model_cfg, train_cfg, data_dir, run_dir, resume=resume)
+    from ddetr_edu.viz.recording import HISTORY_FILE, SamplingRecorder
+
+    recorder = SamplingRecorder.from_dataset(build_datasets(data_dir, train_cfg)[1], run_dir / HISTORY_FILE,
+                                             keep_existing=resume is not None)
+    result = fit(model_cfg, train_cfg, data_dir, run_dir, resume=resume, epoch_callback=recorder)
     if result.interrupted:
         raise KeyboardInterrupt
     _, val_set = build_datasets(data_dir, train_cfg)
@@ -158,7 +168,12 @@ def run_demo(
     picture.savefig(run_dir / "detections.png", dpi=110)
     figures.append(run_dir / "detections.png")
     (run_dir / "metrics.json").write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
-    return DemoResult(run_dir, metrics.stats, metrics.table, figures)
+    from ddetr_edu.viz.pipeline import visualize_dataset
+
+    shown = list(range(min(num_visualized, len(val_set))))
+    visualizations = visualize_dataset(result.model, val_set, shown, run_dir / "visualize",
+                                       history=recorder.path)
+    return DemoResult(run_dir, metrics.stats, metrics.table, figures, visualizations)
 
 
 __all__ = ["DEMO_SHAPES", "DemoResult", "shapes_dataset_is_ready", "detection_figure", "run_demo"]

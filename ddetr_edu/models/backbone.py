@@ -12,28 +12,13 @@ numbered like torchvision's ``layer1..layer4``. Single-scale DETR-style models r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ddetr_edu.config import BackboneConfig
 from ddetr_edu.models.resnet import RESNET_SPECS, ResNet, load_pretrained_backbone
 from ddetr_edu.models.small_cnn import SmallCNN
-
-BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "small_cnn"]
-
-
-@dataclass
-class BackboneConfig:
-    name: BackboneName = "resnet50"  # the paper's backbone; "small_cnn" for CPU training
-    dilation: bool = False  # DC5: layer4 uses dilation 2 instead of stride 2 (C5 at stride 16)
-    return_levels: tuple[int, ...] = (2, 3, 4)  # stages layer2..4 = C3, C4, C5; (4,) = C5 only
-    pretrained_path: str | None = None  # local torchvision ImageNet .pth (ResNet only); never downloaded
-    train_backbone: bool = True  # official lr_backbone > 0; ResNet still freezes its stem and layer1
-    small_cnn_channels: tuple[int, int, int, int] = (32, 64, 128, 192)  # only for name="small_cnn"
-
 
 def downsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     """(N, H, W) bool True=padding -> (N, h, w) bool, nearest-neighbour as the official code."""
@@ -52,26 +37,29 @@ class Backbone(nn.Module):
         num_channels: channels of each returned level, e.g. [512, 1024, 2048] for ResNet-50.
     """
 
-    def __init__(self, cfg: BackboneConfig | None = None) -> None:
+    def __init__(self, cfg: BackboneConfig | None = None,
+                 return_levels: tuple[int, ...] = (2, 3, 4)) -> None:
+        """cfg: which CNN (``ddetr_edu.config.BackboneConfig``); return_levels: its stages to
+        return, numbered like torchvision's layer1..layer4: (2, 3, 4) = C3, C4, C5; (4,) = C5."""
         super().__init__()
         cfg = BackboneConfig() if cfg is None else cfg
-        levels = tuple(cfg.return_levels)
+        levels = tuple(return_levels)
         if not levels or any(lv not in (1, 2, 3, 4) for lv in levels) or list(levels) != sorted(set(levels)):
             raise ValueError(f"return_levels: expected increasing distinct stage numbers in 1..4 "
-                             f"(e.g. (2, 3, 4) or (4,)), got {cfg.return_levels!r}")
+                             f"(e.g. (2, 3, 4) or (4,)), got {return_levels!r}")
         self.cfg = cfg
         self.return_levels = levels
-        if cfg.name in RESNET_SPECS:
-            self.body: ResNet | SmallCNN = ResNet(cfg.name, dilation=cfg.dilation)
+        if cfg.arch in RESNET_SPECS:
+            self.body: ResNet | SmallCNN = ResNet(cfg.arch, dilation=cfg.dilation)
             if cfg.pretrained_path is not None:
                 load_pretrained_backbone(self.body, cfg.pretrained_path)
-        elif cfg.name == "small_cnn":
+        elif cfg.arch == "small_cnn":
             if cfg.pretrained_path is not None:
                 raise ValueError("pretrained_path: ImageNet weights exist only for ResNets, "
-                                 f"got a path for name='small_cnn': {cfg.pretrained_path!r}")
+                                 f"got a path for arch='small_cnn': {cfg.pretrained_path!r}")
             self.body = SmallCNN(cfg.small_cnn_channels, dilation=cfg.dilation)
         else:
-            raise ValueError(f"name: expected one of {sorted(RESNET_SPECS) + ['small_cnn']}, got {cfg.name!r}")
+            raise ValueError(f"arch: expected one of {sorted(RESNET_SPECS) + ['small_cnn']}, got {cfg.arch!r}")
         self.strides = [self.body.stage_strides[lv - 1] for lv in levels]
         self.num_channels = [self.body.stage_channels[lv - 1] for lv in levels]
         self._set_trainable(cfg.train_backbone)
@@ -102,6 +90,6 @@ class Backbone(nn.Module):
         return [(f, downsample_mask(masks, tuple(f.shape[-2:]))) for f in features]
 
 
-def build_backbone(cfg: BackboneConfig) -> Backbone:
+def build_backbone(cfg: BackboneConfig, return_levels: tuple[int, ...] = (2, 3, 4)) -> Backbone:
     """Builder used by the detector (takes the config object, never an argparse namespace)."""
-    return Backbone(cfg)
+    return Backbone(cfg, return_levels)

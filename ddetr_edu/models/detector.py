@@ -27,20 +27,11 @@ from torch import Tensor, nn
 
 from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.backbone import Backbone, downsample_mask
-from ddetr_edu.models.backbone import BackboneConfig as TrunkConfig
 from ddetr_edu.models.heads import make_heads
 from ddetr_edu.models.input_proj import make_input_projections, project_levels
 from ddetr_edu.models.inputs import check_images, pad_images
 from ddetr_edu.models.position import PositionEmbeddingSine
 from ddetr_edu.models.transformer import DeformableTransformer
-
-
-def _trunk_config(cfg: ModelConfig) -> TrunkConfig:
-    b = cfg.backbone
-    return TrunkConfig(name=b.arch, dilation=b.dilation,
-                       return_levels=(4,) if cfg.num_backbone_levels == 1 else (2, 3, 4),
-                       pretrained_path=b.pretrained_path, train_backbone=b.train_backbone,
-                       small_cnn_channels=b.small_cnn_channels)
 
 
 class DeformableDETR(nn.Module):
@@ -50,7 +41,7 @@ class DeformableDETR(nn.Module):
         super().__init__()
         t = cfg.transformer
         self.cfg = cfg
-        self.backbone = Backbone(_trunk_config(cfg))
+        self.backbone = Backbone(cfg.backbone, return_levels=(4,) if cfg.num_backbone_levels == 1 else (2, 3, 4))
         self.position = PositionEmbeddingSine(num_pos_feats=t.d_model // 2,
                                               temperature=t.position_temperature,
                                               scale=t.position_scale)

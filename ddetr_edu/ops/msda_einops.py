@@ -39,7 +39,7 @@ CHUNK_POINTS = 1 << 15
 
 
 def _query_chunks(n: int, m: int, lq: int, l: int, k: int) -> list[slice]:
-    step = max(1, CHUNK_POINTS // (n * m * l * k))
+    step = max(1, CHUNK_POINTS // max(1, n * m * l * k))  # an empty batch still works
     return [slice(q0, min(q0 + step, lq)) for q0 in range(0, lq, step)]
 
 
@@ -84,7 +84,7 @@ class _Samples:
         """The chunk of the sparse matrix A: rows (n m q), columns the padded table's rows, and
         4 L K nonzeros A * b_c per row. Then out = A @ table."""
         n, m, qc = self.fold.shape[:3]
-        per_row = self.fold[0, 0, 0].numel()
+        per_row = self.fold.shape[3:].numel()  # 4 L K
         index_dtype = torch.int32 if num_columns < 2**31 and self.fold.numel() < 2**31 else torch.int64
         row_starts = torch.arange(0, n * m * qc * per_row + 1, per_row, device=self.fold.device, dtype=index_dtype)
         with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the ops used here are stable
@@ -104,7 +104,7 @@ class _MSDeformAttnEinops(torch.autograd.Function):
         for chunk in _query_chunks(n, m, lq, l, k):
             samples = _Samples(layout, sampling_locations[:, chunk], attention_weights[:, chunk])
             # out = sum over l, k, c of A b_c V_c: a sparse matrix times the value table
-            out[:, :, chunk] = (samples.matrix(layout.table.shape[0]) @ layout.table).view(n, m, -1, d)
+            out[:, :, chunk] = (samples.matrix(layout.table.shape[0]) @ layout.table).view(n, m, chunk.stop - chunk.start, d)
         ctx.save_for_backward(value, spatial_shapes, sampling_locations, attention_weights)
         return rearrange(out, "n m q d -> n q (m d)")
 

@@ -88,7 +88,11 @@ def coco_scorer(val_set: CocoDetection):
 
 
 def score_detections(val_set: CocoDetection, detections: list[dict[str, Any]]) -> CocoMetrics:
-    """COCO metrics of ``detections`` ([{"image_id", "scores", "labels", "boxes"}]) on ``val_set``."""
+    """COCO metrics of ``detections`` ([{"image_id", "scores", "labels", "boxes"}]) on ``val_set``.
+
+    Under torch.distributed the evaluator all-gathers, so every rank must call this (each with
+    its own, non-overlapping detections).
+    """
     evaluator = CocoEvaluator(val_set.coco, val_set.label_to_category_id)
     evaluator.update({d["image_id"]: d for d in detections})
     return evaluator.compute()
@@ -126,11 +130,13 @@ def fit(
     *,
     resume: str | os.PathLike | None = None,
     verbose: bool = True,
+    epoch_callback: Callable[[nn.Module, int], None] | None = None,
 ) -> FitResult:
     """Train the detector of ``model_cfg`` on ``data_root`` with ``train_cfg``; see module docstring.
 
     Under torchrun, initialise the process group first (:func:`ddetr_edu.training.distributed.init_from_env`,
-    the CLI does it); ``fit`` then trains with DDP and a DistributedSampler.
+    the CLI does it); ``fit`` then trains with DDP and a DistributedSampler. ``epoch_callback``:
+    see :func:`ddetr_edu.training.loop.train_loop`.
     """
     from ddetr_edu.models import build_detector, postprocess
 
@@ -143,6 +149,7 @@ def fit(
         model, build_criterion(model_cfg), train_set, val_set, collate_detection, train_cfg, run_dir,
         postprocess=postprocess, score=coco_scorer(val_set), model_config=config_to_dict(model_cfg),
         resume=resume, context=context, device=training_device(train_cfg, context), verbose=verbose,
+        epoch_callback=epoch_callback,
     )
 
 
@@ -168,7 +175,8 @@ def evaluate_model(
     loader = make_loader(val_set, collate_detection, train_cfg, context, train=False)
     detections = predict(model, loader, postprocess, device=device, context=context, amp=train_cfg.amp,
                          max_images=train_cfg.max_eval_images)
-    return score_detections(val_set, detections), detections
+    # rank 0 holds every rank's detections already; the others add none to the evaluator's gather
+    return score_detections(val_set, detections if context.is_main else []), detections
 
 
 __all__ = ["DataPaths", "find_data", "transform_config", "build_datasets", "coco_scorer", "score_detections",

@@ -79,6 +79,7 @@ def train_loop(
     context: DistributedContext | None = None,
     device: torch.device | None = None,
     verbose: bool = True,
+    epoch_callback: Callable[[nn.Module, int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs (continuing ``resume`` if given).
 
@@ -87,6 +88,10 @@ def train_loop(
     ``None`` for any of the three to skip evaluation. Raises
     :class:`~ddetr_edu.training.engine.NonFiniteLossError` on a NaN/inf loss (checkpoints
     untouched); returns with ``interrupted=True`` after saving on Ctrl-C.
+
+    ``epoch_callback(model, epochs_done)`` (rank 0 only, e.g. a
+    :class:`ddetr_edu.viz.recording.SamplingRecorder`) runs once before training starts
+    (``epochs_done = 0``, not when resuming) and after every epoch.
     """
     context = context or DistributedContext()
     device = device or torch.device("cpu")
@@ -115,6 +120,8 @@ def train_loop(
     logbook = Logbook(run_dir / "log.jsonl", enabled=context.is_main)
     evaluating = val_set is not None and postprocess is not None and score is not None
     table = ""
+    if epoch_callback is not None and context.is_main and state.epoch == 0 and state.step_in_epoch == 0:
+        epoch_callback(model, 0)  # the untrained model
 
     def save(name: str, step_in_epoch: int, rng: dict | None = None) -> None:
         if not context.is_main:
@@ -146,18 +153,21 @@ def train_loop(
                 val_loader = make_loader(val_set, collate_fn, cfg, context, train=False)
                 detections = predict(model, val_loader, postprocess, device=device, context=context,
                                      amp=cfg.amp, max_images=cfg.max_eval_images)
-                if context.is_main:
-                    metrics, table = score(detections)
-                    state.last_metrics = {k: float(metrics[k]) for k in AP_KEYS if k in metrics}
-                    logbook.write("eval", epoch=state.epoch, **state.last_metrics)
-                    say(f"epoch {state.epoch}: AP {state.last_metrics.get('AP', float('nan')):.3f} "
-                        f"AP50 {state.last_metrics.get('AP50', float('nan')):.3f}")
-                    if state.last_metrics.get("AP", -1.0) > state.best_ap:
-                        state.best_ap = state.last_metrics["AP"]
-                        improved = True
+                # every rank scores (a distributed COCO evaluator all-gathers); rank 0 alone
+                # passes the detections, which predict() already gathered from all ranks
+                metrics, table = score(detections if context.is_main else [])
+                state.last_metrics = {k: float(metrics[k]) for k in AP_KEYS if k in metrics}
+                logbook.write("eval", epoch=state.epoch, **state.last_metrics)
+                say(f"epoch {state.epoch}: AP {state.last_metrics.get('AP', float('nan')):.3f} "
+                    f"AP50 {state.last_metrics.get('AP50', float('nan')):.3f}")
+                if state.last_metrics.get("AP", -1.0) > state.best_ap:
+                    state.best_ap = state.last_metrics["AP"]
+                    improved = True
             save(LAST, 0)
             if improved:
                 save(BEST, 0)
+            if epoch_callback is not None and context.is_main:
+                epoch_callback(model, state.epoch)
             barrier(context)
     except KeyboardInterrupt:
         save(INTERRUPTED, state.step_in_epoch, rng=state.rng_at_step_start)

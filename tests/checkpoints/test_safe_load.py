@@ -49,7 +49,7 @@ def test_missing_file(tmp_path):
 
 def test_official_checkpoint_file_roundtrip(tmp_path):
     """An official-format file (Namespace args, aliased shared heads) loads into our model."""
-    cfg = get_preset("shapes_cpu", with_box_refine=False, dec_layers=2, enc_layers=1,
+    cfg = get_preset("shapes_cpu", with_box_refine=False, two_stage=False, dec_layers=2, enc_layers=1,
                      arch="small_cnn", num_classes=5)
     source = build_detector(cfg)
     ours = source.state_dict()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddetr_edu.models.backbone import Backbone, BackboneConfig
+from ddetr_edu.config import BackboneConfig
+from ddetr_edu.models.backbone import Backbone
 from ddetr_edu.models.resnet import ResNet, load_pretrained_backbone, load_resnet_state_dict
 
 torch.set_num_threads(2)
@@ -76,7 +77,7 @@ def test_resnet50_keys_equal_official_backbone_keys():
         if name.startswith(OFFICIAL_PREFIX):
             official.append((name[len(OFFICIAL_PREFIX):], tuple(int(s) for s in shape.strip("[]").split(",") if s)))
     assert len(official) == 265
-    sd = Backbone(BackboneConfig(name="resnet50")).state_dict()
+    sd = Backbone(BackboneConfig(arch="resnet50")).state_dict()
     ours = [(k[len("body."):], tuple(v.shape)) for k, v in sd.items()]
     assert ours == official  # same names, shapes and order
 
@@ -122,10 +123,10 @@ def test_load_rejects_missing_file_and_wrong_keys(tmp_path):
 
 
 def test_stem_and_layer1_frozen_when_training():
-    trained = Backbone(BackboneConfig(name="resnet18", train_backbone=True))
+    trained = Backbone(BackboneConfig(arch="resnet18", train_backbone=True))
     for name, p in trained.body.named_parameters():
         assert p.requires_grad == name.startswith(("layer2.", "layer3.", "layer4.")), name
-    frozen = Backbone(BackboneConfig(name="resnet18", train_backbone=False))
+    frozen = Backbone(BackboneConfig(arch="resnet18", train_backbone=False))
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
@@ -137,7 +138,7 @@ def test_resnet50_matches_official_channel_means():
     fixture = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     keys = [k for k in fixture["keys"] if k[0].startswith(OFFICIAL_PREFIX)]
     official = _fill_weights_module().fill_official_state_dict(keys, seed=fixture["seed"])
-    backbone = Backbone(BackboneConfig(name="resnet50", return_levels=(2, 3, 4))).eval()
+    backbone = Backbone(BackboneConfig(arch="resnet50"), return_levels=(2, 3, 4)).eval()
     load_resnet_state_dict(backbone.body, {k[len(OFFICIAL_PREFIX):]: v for k, v in official.items()})
     with torch.no_grad():
         levels = backbone(fixture["samples_tensor"], fixture["samples_mask"])

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddetr_edu.models.backbone import Backbone, BackboneConfig, build_backbone, downsample_mask
+from ddetr_edu.config import BackboneConfig
+from ddetr_edu.models.backbone import Backbone, build_backbone, downsample_mask
 
 torch.set_num_threads(2)
 FIXTURE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
@@ -33,8 +34,7 @@ def test_downsample_mask_hand_example():
 
 
 def test_multiscale_contract_and_masks():
-    cfg = BackboneConfig(name="small_cnn", return_levels=(2, 3, 4))
-    backbone = build_backbone(cfg).eval()
+    backbone = build_backbone(BackboneConfig(arch="small_cnn"), return_levels=(2, 3, 4)).eval()
     images, masks = _padded_batch([(64, 96), (40, 50)], 64, 96)
     levels = backbone(images, masks)
     assert backbone.strides == [8, 16, 32]
@@ -52,7 +52,7 @@ def test_multiscale_contract_and_masks():
 
 
 def test_single_scale_and_no_mask():
-    backbone = Backbone(BackboneConfig(name="small_cnn", return_levels=(4,))).eval()
+    backbone = Backbone(BackboneConfig(arch="small_cnn"), return_levels=(4,)).eval()
     levels = backbone(torch.randn(1, 3, 64, 64))
     assert backbone.strides == [32] and backbone.num_channels == [192]
     (feature, mask), = levels
@@ -60,7 +60,7 @@ def test_single_scale_and_no_mask():
 
 
 def test_small_cnn_dilation_and_size():
-    backbone = Backbone(BackboneConfig(name="small_cnn", dilation=True)).eval()
+    backbone = Backbone(BackboneConfig(arch="small_cnn", dilation=True)).eval()
     assert backbone.strides == [8, 16, 16]
     levels = backbone(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[-2:]) for f, _ in levels] == [(8, 8), (4, 4), (4, 4)]
@@ -70,14 +70,14 @@ def test_small_cnn_dilation_and_size():
 
 
 def test_small_cnn_trains_on_a_batch():
-    backbone = Backbone(BackboneConfig(name="small_cnn", return_levels=(2, 3, 4)))
+    backbone = Backbone(BackboneConfig(arch="small_cnn"), return_levels=(2, 3, 4))
     levels = backbone(torch.randn(2, 3, 32, 32))
     sum(f.square().mean() for f, _ in levels).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in backbone.parameters())
 
 
 def test_resnet_dc5_wrapper_strides():
-    backbone = Backbone(BackboneConfig(name="resnet18", dilation=True, return_levels=(4,))).eval()
+    backbone = Backbone(BackboneConfig(arch="resnet18", dilation=True), return_levels=(4,)).eval()
     assert backbone.strides == [16] and backbone.num_channels == [512]
     with torch.no_grad():
         (feature, mask), = backbone(torch.randn(1, 3, 32, 48))
@@ -92,27 +92,31 @@ def test_resnet_dc5_wrapper_strides():
     (torch.randn(1, 3, 32, 32), torch.zeros(1, 16, 32, dtype=torch.bool), r"masks: expected bool of shape \(1, 32, 32\)"),
 ])
 def test_bad_input_raises_value_error(images, masks, match):
-    backbone = Backbone(BackboneConfig(name="small_cnn"))
+    backbone = Backbone(BackboneConfig(arch="small_cnn"))
     with pytest.raises(ValueError, match=match):
         backbone(images, masks)
 
 
-@pytest.mark.parametrize("cfg,match", [
-    (BackboneConfig(name="resnet42"), "name: expected one of"),
-    (BackboneConfig(name="small_cnn", return_levels=(4, 3)), "return_levels"),
-    (BackboneConfig(name="small_cnn", return_levels=(5,)), "return_levels"),
-    (BackboneConfig(name="small_cnn", return_levels=()), "return_levels"),
-    (BackboneConfig(name="small_cnn", pretrained_path="x.pth"), "pretrained_path"),
-    (BackboneConfig(name="small_cnn", small_cnn_channels=(32, 64, 100, 192)), "channels"),
+def test_unknown_arch_raises_value_error():
+    with pytest.raises(ValueError, match="arch: expected one of"):
+        BackboneConfig(arch="resnet42")
+
+
+@pytest.mark.parametrize("cfg,levels,match", [
+    (dict(arch="small_cnn"), (4, 3), "return_levels"),
+    (dict(arch="small_cnn"), (5,), "return_levels"),
+    (dict(arch="small_cnn"), (), "return_levels"),
+    (dict(arch="small_cnn", pretrained_path="x.pth"), (2, 3, 4), "pretrained_path"),
+    (dict(arch="small_cnn", small_cnn_channels=(32, 64, 100, 192)), (2, 3, 4), "channels"),
 ])
-def test_bad_config_raises_value_error(cfg, match):
+def test_bad_config_raises_value_error(cfg, levels, match):
     with pytest.raises(ValueError, match=match):
-        Backbone(cfg)
+        Backbone(BackboneConfig(**cfg), return_levels=levels)
 
 
 def test_missing_pretrained_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.pth"):
-        Backbone(BackboneConfig(name="resnet18", pretrained_path=str(tmp_path / "absent.pth")))
+        Backbone(BackboneConfig(arch="resnet18", pretrained_path=str(tmp_path / "absent.pth")))
 
 
 def test_masks_give_official_valid_ratios():

@@ -15,7 +15,8 @@ torch.set_num_threads(2)
 def tiny(**overrides):
     base = dict(small_cnn_channels=(16, 32, 32, 32), d_model=64, n_heads=2, enc_layers=1,
                 dec_layers=2, dim_feedforward=32, num_queries=5, num_classes=3, enc_n_points=2,
-                dec_n_points=2, dropout=0.0)
+                dec_n_points=2, dropout=0.0, with_box_refine=False, two_stage=False,
+                attention_backend="einops")
     base.update(overrides)
     torch.manual_seed(0)
     return build_detector(get_preset("shapes_cpu", **base))

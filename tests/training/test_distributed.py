@@ -21,7 +21,7 @@ from ddetr_edu.training.distributed import (
     shutdown,
     wrap_model,
 )
-from ddetr_edu.training.engine import TrainState, make_loader, train_one_epoch
+from ddetr_edu.training.engine import TrainState, make_loader, predict, train_one_epoch
 from ddetr_edu.training.losses import DetectionLoss
 from ddetr_edu.training.optim import build_optimizer
 
@@ -43,6 +43,12 @@ def _one_step(context: DistributedContext, batch_size: int) -> tuple[dict[str, f
     return losses, {n: p.grad.clone() for n, p in model.named_parameters()}  # DDP-averaged gradients
 
 
+def _top_query(outputs, sizes):
+    """One detection per image: query 0, class 0 (a stand-in for the real postprocess)."""
+    return [{"scores": logits[:1, 0], "labels": torch.zeros(1, dtype=torch.int64), "boxes": boxes[:1]}
+            for logits, boxes in zip(outputs["pred_logits"], outputs["pred_boxes"])]
+
+
 def _worker(rank: int, world_size: int, port: int, out_path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
@@ -51,8 +57,12 @@ def _worker(rank: int, world_size: int, port: int, out_path: str) -> None:
     try:
         losses, grads = _one_step(context, batch_size=B)
         check = all_reduce_mean({"rank": float(rank)}, context)["rank"]  # (0 + 1) / 2
+        # evaluation: 3 images over 2 ranks (the sampler repeats one); every rank gets all, once
+        loader = make_loader(TinyBoxes(3, flip=False), collate, CFG, context, train=False)
+        detections = predict(TinyDetector(), loader, _top_query, device=torch.device("cpu"), context=context)
         if rank == 0:
-            torch.save({"losses": losses, "grads": grads, "check": check, "world": context.world_size}, out_path)
+            torch.save({"losses": losses, "grads": grads, "check": check, "world": context.world_size,
+                        "image_ids": [d["image_id"] for d in detections]}, out_path)
     finally:
         shutdown(context)
 
@@ -72,6 +82,7 @@ def test_two_processes_match_one_big_batch(tmp_path):
     mp.start_processes(_worker, args=(2, _free_port(), out_path), nprocs=2, join=True, start_method="fork")
     two = torch.load(out_path, weights_only=True)
     assert two["world"] == 2 and two["check"] == pytest.approx(0.5)
+    assert two["image_ids"] == [1, 2, 3]
 
     one_losses, one_grads = _one_step(DistributedContext(), batch_size=2 * B)
     assert two["losses"]["loss"] == pytest.approx(one_losses["loss"], rel=1e-5)

@@ -112,3 +112,12 @@ def test_amp_on_cpu_is_refused():
 
 def test_skip_first_drops_the_done_batches():
     assert list(SkipFirst(range(7), 3)) == [3, 4, 5, 6] and len(SkipFirst(range(7), 3)) == 4
+
+
+def test_transform_config_follows_the_training_config():
+    from ddetr_edu.training.fit import transform_config
+
+    coco = transform_config(TrainConfig())
+    assert coco.train_scales == tuple(range(480, 801, 32)) and coco.max_size == 1333 and coco.crop_prob == 0.5
+    shapes = transform_config(TrainConfig(augmentation="shapes", image_size=96, scale_jitter=False, crop_prob=0.0))
+    assert shapes.train_scales == (96,) and shapes.eval_scale == 96 and shapes.crop_prob == 0.0

@@ -1,0 +1,126 @@
+"""The backends compute one operator: einops, loop and grid_sample agree on random inputs,
+half precision works, and the einops backend's query chunks do not change the result."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import ddetr_edu.ops.msda_einops as msda_einops
+from ddetr_edu.ops import ms_deform_attn
+
+
+def forward_backward(inputs, backend, upstream):
+    """-> (output, grad value, grad locations, grad weights) of (output * upstream).sum()."""
+    leaves = [t.detach().clone().requires_grad_() for t in (inputs.value, inputs.sampling_locations,
+                                                            inputs.attention_weights)]
+    out = ms_deform_attn(leaves[0], inputs.spatial_shapes, leaves[1], leaves[2], backend=backend)
+    grads = torch.autograd.grad((out * upstream.to(out.dtype)).sum(), leaves)
+    return (out.detach(), *grads)
+
+
+@pytest.mark.parametrize("d", [4, 5])
+def test_einops_loop_and_grid_sample_agree_in_float32(core_inputs, d):
+    inputs = core_inputs(n=2, lq=6, m=3, d=d, k=2, shapes=((5, 7), (3, 4), (2, 1)), dtype=torch.float32, seed=d)
+    upstream = torch.randn(2, 6, 3 * d)
+    results = {b: forward_backward(inputs, b, upstream) for b in ("einops", "loop", "grid_sample")}
+    assert results["einops"][0].shape == (2, 6, 3 * d)
+    names = ("output", "grad value", "grad locations", "grad weights")
+    for other in ("loop", "grid_sample"):
+        for name, a, b in zip(names, results["einops"], results[other]):
+            assert a.dtype == torch.float32 and a.shape == b.shape
+            # locations gradients are scaled by the map size (up to 7 here): a looser absolute tolerance
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 if "locations" in name else 1e-5,
+                                       msg=f"einops vs {other}: {name}")
+
+
+def test_backends_agree_with_one_head_one_level_one_point(core_inputs):
+    inputs = core_inputs(n=1, lq=4, m=1, d=2, k=1, shapes=((3, 3),), dtype=torch.float64, seed=11)
+    outs = [ms_deform_attn(*inputs.args(), backend=b) for b in ("einops", "loop", "grid_sample")]
+    for out in outs[1:]:
+        torch.testing.assert_close(outs[0], out, rtol=0, atol=1e-12)
+
+
+def test_head_major_channel_order(core_inputs):
+    """Output channel m*D + d belongs to head m: zeroing head 1's values leaves head 0 unchanged
+    and zeroes channels D..2D-1."""
+    inputs = core_inputs(n=1, lq=3, m=2, d=4, k=2, shapes=((4, 4),), low=0.1, high=0.9, seed=2)
+    out = ms_deform_attn(*inputs.args(), backend="einops")
+    value = inputs.value.clone()
+    value[:, :, 1] = 0
+    out_masked = ms_deform_attn(value, *inputs.args()[1:], backend="einops")
+    torch.testing.assert_close(out_masked[..., :4], out[..., :4])
+    assert torch.equal(out_masked[..., 4:], torch.zeros_like(out[..., 4:]))
+    assert bool((out[..., 4:] != 0).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_work(core_inputs, dtype):
+    inputs = core_inputs(n=2, lq=8, m=2, d=8, k=3, dtype=torch.float32, seed=4)
+    half = [t.to(dtype) for t in (inputs.value, inputs.sampling_locations, inputs.attention_weights)]
+    leaves = [t.clone().requires_grad_() for t in half]
+    out = ms_deform_attn(leaves[0], inputs.spatial_shapes, leaves[1], leaves[2], backend="einops")
+    assert out.dtype == dtype and out.shape == (2, 8, 16)
+    out.float().sum().backward()
+    for leaf in leaves:
+        assert leaf.grad.dtype == dtype and bool(torch.isfinite(leaf.grad).all())
+    # the float32 result on the same (rounded) inputs, rounded once more at the output
+    reference = ms_deform_attn(*(t.float() for t in half[:1]), inputs.spatial_shapes,
+                               half[1].float(), half[2].float(), backend="einops")
+    unit = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11  # relative rounding of the output
+    out = out.detach()
+    error = (out.float() - reference).abs()
+    assert bool((error <= unit * reference.abs() + 1e-6).all()), float(error.max())
+    # and close to the full-precision inputs, within the rounding of the inputs themselves
+    full = ms_deform_attn(*inputs.args(), backend="einops")
+    assert float((out.float() - full).abs().max()) <= 16 * unit * float(full.abs().max())
+
+
+def test_auto_picks_einops_on_cpu_without_warning(core_inputs):
+    inputs = core_inputs(seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto = ms_deform_attn(*inputs.args(), backend="auto")
+        default = ms_deform_attn(*inputs.args())
+    einops = ms_deform_attn(*inputs.args(), backend="einops")
+    assert torch.equal(auto, einops) and torch.equal(default, einops)
+
+
+def chunk_setting():
+    """(name, units per query) of the einops backend's chunk size: CHUNK_POINTS counts sample
+    points (N*M*L*K per query), the older CHUNK_ROWS gathered corner rows (4 per point)."""
+    for name, corners in (("CHUNK_POINTS", 1), ("CHUNK_ROWS", 4)):
+        if hasattr(msda_einops, name):
+            return name, corners
+    raise AssertionError("msda_einops has neither CHUNK_POINTS nor CHUNK_ROWS")
+
+
+@pytest.mark.parametrize("queries_per_chunk", [1, 2, 6])
+def test_query_chunks_do_not_change_the_result(core_inputs, monkeypatch, queries_per_chunk):
+    """Chunks of 1, 2 and 6 of the 13 queries (the last chunk shorter) give the default result."""
+    n, lq, m, l, k = 2, 13, 2, 3, 2
+    inputs = core_inputs(n=n, lq=lq, m=m, d=3, k=k, shapes=((4, 6), (3, 2), (1, 1)), seed=8)
+    upstream = torch.randn(n, lq, m * 3, dtype=torch.float64)
+    default = forward_backward(inputs, "einops", upstream)
+    name, corners = chunk_setting()
+    monkeypatch.setattr(msda_einops, name, queries_per_chunk * n * m * l * k * corners)
+    chunks = msda_einops._query_chunks(n, m, lq, l, k)
+    assert [c.stop - c.start for c in chunks[:-1]] == [queries_per_chunk] * (len(chunks) - 1)
+    assert chunks[-1].stop == lq
+    chunked = forward_backward(inputs, "einops", upstream)
+    for name, a, b in zip(("output", "grad value", "grad locations", "grad weights"), default, chunked):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13, msg=name)
+
+
+def test_no_queries_give_an_empty_output(core_inputs):
+    inputs = core_inputs(n=2, lq=0, m=2, d=3, k=2, seed=9)
+    for backend in ("einops", "grid_sample"):
+        out = ms_deform_attn(*inputs.args(), backend=backend)
+        assert out.shape == (2, 0, 6)
+
+
+def test_empty_batch_gives_an_empty_output(core_inputs):
+    inputs = core_inputs(n=0, lq=3, m=2, d=3, k=2, seed=10)
+    out = ms_deform_attn(*inputs.args(), backend="einops")
+    assert out.shape == (0, 3, 6)
