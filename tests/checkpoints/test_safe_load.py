@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddetr_edu.checkpoints import load_official_checkpoint, safe_torch_load
-from ddetr_edu.config import get_preset
+from ddetr_edu.config import BackboneConfig, get_preset
 from ddetr_edu.models import build_detector
 
 EXECUTED: list[str] = []
@@ -49,8 +49,11 @@ def test_missing_file(tmp_path):
 
 def test_official_checkpoint_file_roundtrip(tmp_path):
     """An official-format file (Namespace args, aliased shared heads) loads into our model."""
+    # every field the official args carry is given, so the test does not follow the preset's tuning
     cfg = get_preset("shapes_cpu", with_box_refine=False, two_stage=False, dec_layers=2, enc_layers=1,
-                     arch="small_cnn", num_classes=5)
+                     arch="small_cnn", num_classes=5, small_cnn_channels=BackboneConfig().small_cnn_channels,
+                     d_model=128, n_heads=4, dim_feedforward=256, dropout=0.0, num_queries=20,
+                     num_feature_levels=4, enc_n_points=4, dec_n_points=4)
     source = build_detector(cfg)
     ours = source.state_dict()
     official = {}
