@@ -6,10 +6,16 @@ where x^l_m(p) is the bilinear read of head m's values on level l (see ``bilinea
 
     x^l_m(p) = sum_c b_c(p) * V[n, start_l + idx_c(p), m]
 
-The forward gathers the four corners of every sample point level by level and folds them with
-their weights b_c * A. Autograd would keep every gathered corner (N*Lq*M*L*K*4*D numbers) for the
-backward; instead the backward below recomputes the gathers and applies the gradient formulas,
-so the op keeps only its inputs (memory O(inputs + outputs)). With g = dLoss/d out[n, q, m]:
+Read as linear algebra, the whole core is one sparse matrix product. Put every level of V, with
+a one-pixel ring of zeros, in a table with one row per (image, head, padded pixel); then
+
+    out = P @ table,   P[(n, m, q), row of corner c of point (l, k)] = A[n, q, m, l, k] * b_c
+
+P is a sparse "sampling matrix" with 4*L*K nonzeros per row (``torch.sparse_csr_tensor``). Autograd through a
+gather would keep every gathered corner (N*Lq*M*L*K*4*D numbers) for the backward; instead the
+backward below applies the gradient formulas directly, so the op keeps only its inputs and the
+padded table (memory O(inputs + outputs)). The queries are processed in chunks so that the
+temporaries stay small. With g = dLoss/d out[n, q, m]:
 
     dLoss/dA[n,q,m,l,k]       = < x^l_m(p), g >            = sum_c b_c <V_c, g>
     dLoss/dV[n, idx_c, m]    += A * b_c * g
@@ -81,8 +87,8 @@ class _Samples:
         self.quads = layout.first_quad + self.corners.v0 * (layout.width + 1) + self.corners.u0
 
     def matrix(self, num_columns: int) -> Tensor:
-        """The chunk of the sparse matrix A: rows (n m q), columns the padded table's rows, and
-        4 L K nonzeros A * b_c per row. Then out = A @ table."""
+        """The chunk of the sampling matrix P: rows (n m q), columns the padded table's rows, and
+        4 L K nonzeros A * b_c per row. Then out = P @ table."""
         n, m, qc = self.fold.shape[:3]
         per_row = self.fold.shape[3:].numel()  # 4 L K
         index_dtype = torch.int32 if num_columns < 2**31 and self.fold.numel() < 2**31 else torch.int64
@@ -103,25 +109,26 @@ class _MSDeformAttnEinops(torch.autograd.Function):
         out = value.new_empty(n, m, lq, d)
         for chunk in _query_chunks(n, m, lq, l, k):
             samples = _Samples(layout, sampling_locations[:, chunk], attention_weights[:, chunk])
-            # out = sum over l, k, c of A b_c V_c: a sparse matrix times the value table
+            # out = sum over l, k, c of A b_c V_c = P @ table
             out[:, :, chunk] = (samples.matrix(layout.table.shape[0]) @ layout.table).view(n, m, chunk.stop - chunk.start, d)
-        ctx.save_for_backward(value, spatial_shapes, sampling_locations, attention_weights)
+        ctx.save_for_backward(sampling_locations, attention_weights)
+        ctx.layout, ctx.value_shape = layout, value.shape  # the padded table, about value's size
         return rearrange(out, "n m q d -> n q (m d)")
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        value, spatial_shapes, sampling_locations, attention_weights = ctx.saved_tensors
-        n, _, m, d = value.shape
+        sampling_locations, attention_weights = ctx.saved_tensors
+        layout = ctx.layout
+        n, _, m, d = ctx.value_shape
         _, lq, _, l, k, _ = sampling_locations.shape
         need_value, _, need_loc, need_attn = ctx.needs_input_grad
-        layout = _Layout(value, spatial_shapes)
         g_all = rearrange(grad_out, "n q (m d) -> n m q d", m=m)
         # The value gradient is scattered one row per point into quads when the points are many
         # (the encoder: fewer, wider rows), else four rows per point into the padded maps.
         use_quads = n * m * lq * l * k >= layout.num_quads
         if need_value:
-            grad_table = value.new_zeros(layout.num_quads, 4 * d) if use_quads else torch.zeros_like(layout.table)
+            grad_table = layout.table.new_zeros(layout.num_quads, 4 * d) if use_quads else torch.zeros_like(layout.table)
         grad_loc = torch.zeros_like(sampling_locations) if need_loc else None
         grad_attn = torch.zeros_like(attention_weights) if need_attn else None
         for chunk in _query_chunks(n, m, lq, l, k):
@@ -130,7 +137,7 @@ class _MSDeformAttnEinops(torch.autograd.Function):
                                with_derivatives=need_loc)
             shape = samples.fold.shape  # (N, M, Qc, L, K, 4)
             if need_loc or need_attn:
-                # <V_c, g> for every nonzero of A: g @ table^T sampled at A's pattern
+                # <V_c, g> for every nonzero of P: g @ table^T sampled at P's pattern
                 pattern = samples.matrix(layout.table.shape[0])
                 dot = torch.sparse.sampled_addmm(pattern, g, layout.table.t(), beta=0).values().view(shape)
                 if need_attn:  # dA = sum_c b_c <V_c, g>
