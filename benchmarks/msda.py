@@ -10,7 +10,9 @@ machine is noisy, and every backend is timed in the same run, interleaved.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak_memory import PeakMemory, available  # noqa: E402
+from peak_memory import PeakMemory, available, fix_mmap_threshold  # noqa: E402
 
 from ddetr_edu.ops import ms_deform_attn  # noqa: E402
 
@@ -49,13 +51,19 @@ def run_once(backend, inputs, backward):
             ms_deform_attn(value, shapes, locations, weights, backend=backend)
 
 
-def measure(backends, inputs, backward, repeats):
+def peak_in_subprocess(backend, n_queries, backward, threads) -> float:
+    """Peak extra memory (MiB) of one call, measured in a fresh process (see peak_memory.py)."""
+    command = [sys.executable, __file__, "--peak-of", json.dumps([backend, n_queries, backward]),
+               "--threads", str(threads)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(backends, inputs, backward, repeats, n_queries, threads):
     times = {b: [] for b in backends}
-    peaks = {}
-    for b in backends:  # warm-up and memory, one call each
-        with PeakMemory() as peak:
-            run_once(b, inputs, backward)
-        peaks[b] = peak.mib
+    peaks = {b: peak_in_subprocess(b, n_queries, backward, threads) for b in backends}
+    for b in backends:  # warm-up
+        run_once(b, inputs, backward)
     for _ in range(repeats):  # interleaved so that machine noise hits every backend alike
         for b in backends:
             t0 = time.perf_counter()
@@ -69,24 +77,33 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default="einops,grid_sample")
+    parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # internal: one memory measurement
     args = parser.parse_args(argv)
     if not available():
         raise SystemExit("peak memory needs Linux /proc/self/clear_refs")
     torch.set_num_threads(args.threads)
+    if args.peak_of:
+        backend, n_queries, backward = json.loads(args.peak_of)
+        fix_mmap_threshold()
+        inputs = make_inputs(n_queries)
+        with PeakMemory() as peak:
+            run_once(backend, inputs, backward)
+        print(peak.mib)
+        return
     backends = args.backends.split(",")
     baseline = "grid_sample"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, N=2 M=8 D=32 K=4, "
-          f"levels {LEVELS}; median of {args.repeats}; peak = extra resident memory")
+          f"levels {LEVELS}; median of {args.repeats}; peak = extra resident memory of one call, in a fresh process")
     print(f"| size | pass | backend | time ms | peak MiB | time / {baseline} | peak / {baseline} |")
     print("|---|---|---|---|---|---|---|")
     for label, n_queries in (("encoder Lq=5440", None), ("decoder Lq=300", 300)):
         inputs = make_inputs(n_queries)
         for backward in (False, True):
-            times, peaks = measure(backends, inputs, backward, args.repeats)
+            times, peaks = measure(backends, inputs, backward, args.repeats, n_queries, args.threads)
             for b in backends:
+                peak_ratio = f"{peaks[b] / peaks[baseline]:.2f}" if peaks[baseline] >= 1 else "n/a (< 1 MiB)"
                 print(f"| {label} | {'fwd+bwd' if backward else 'fwd'} | {b} | {times[b] * 1e3:.1f} | "
-                      f"{peaks[b]:.0f} | {times[b] / times[baseline]:.2f} | "
-                      f"{peaks[b] / max(peaks[baseline], 1e-9):.2f} |", flush=True)
+                      f"{peaks[b]:.1f} | {times[b] / times[baseline]:.2f} | {peak_ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,26 @@
 Linux keeps the high-water mark of a process's resident memory (VmHWM in /proc/self/status);
 writing "5" to /proc/self/clear_refs resets it to the current resident size. The peak of a call
 is then VmHWM after it minus VmRSS before it. Large tensors are mmap-ed and returned to the
-system when freed, so this follows the tensors that are alive. It needs Linux.
+system when freed, so this follows the tensors that are alive, provided glibc's adaptive mmap
+threshold is fixed first (``fix_mmap_threshold``): otherwise, after the first large free, blocks
+are served from the heap and kept, and a later peak reads low. Fixing it also makes every large
+allocation a fresh mmap, which slows code with many temporaries: measure memory in a separate
+process from time. It needs Linux.
 """
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
+
+
+def fix_mmap_threshold(bytes_: int = 128 * 1024) -> None:
+    """Blocks of at least ``bytes_`` are always mmap-ed, so freeing them returns the memory."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, bytes_)
+    except (OSError, AttributeError) as err:
+        raise RuntimeError(f"peak memory needs glibc's mallopt: {err}") from err
 
 _STATUS = Path("/proc/self/status")
 _CLEAR = Path("/proc/self/clear_refs")

@@ -164,7 +164,8 @@ def run_demo(
     _, val_set = build_datasets(data_dir, train_cfg)
     metrics, detections = evaluate_model(result.model, val_set, train_cfg, device=torch.device("cpu"))
     figures = save_curves(run_dir / "log.jsonl", run_dir)
-    picture = detection_figure(val_set, detections, list(range(min(num_pictures, len(val_set)))))
+    picture = detection_figure(val_set, detections, list(range(min(num_pictures, len(val_set)))),
+                               score_threshold=0.3)
     picture.savefig(run_dir / "detections.png", dpi=110)
     figures.append(run_dir / "detections.png")
     (run_dir / "metrics.json").write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")

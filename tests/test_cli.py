@@ -96,7 +96,7 @@ def test_demo_pipeline_writes_table_curves_and_pictures(tmp_path):
     train_cfg = with_overrides(train_preset("shapes_cpu"), {**TINY_TRAIN, "epochs": "2"})
     lines = []
     result = run_demo(tmp_path / "data", tmp_path / "run", shapes=shapes, model_cfg=model_cfg,
-                      train_cfg=train_cfg, num_pictures=2, report=lines.append)
+                      train_cfg=train_cfg, num_pictures=2, report=lines.append, num_visualized=1)
     assert shapes_dataset_is_ready(tmp_path / "data", shapes)
     assert {p.name for p in result.figures} == {"loss.png", "ap.png", "detections.png"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.figures)
@@ -104,6 +104,6 @@ def test_demo_pipeline_writes_table_curves_and_pictures(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == result.metrics.keys()
     # a second run finds the data and the finished checkpoint: nothing is retrained
     again = run_demo(tmp_path / "data", tmp_path / "run", shapes=shapes, model_cfg=model_cfg,
-                     train_cfg=train_cfg, num_pictures=2, report=lines.append)
+                     train_cfg=train_cfg, num_pictures=2, report=lines.append, num_visualized=1)
     assert "shapes dataset found" in lines[-2] and "continuing" in lines[-1]
     assert again.metrics == pytest.approx(result.metrics, nan_ok=True)

@@ -124,8 +124,8 @@ class _MSDeformAttnEinops(torch.autograd.Function):
         _, lq, _, l, k, _ = sampling_locations.shape
         need_value, _, need_loc, need_attn = ctx.needs_input_grad
         g_all = rearrange(grad_out, "n q (m d) -> n m q d", m=m)
-        # The value gradient is scattered one row per point into quads when the points are many
-        # (the encoder: fewer, wider rows), else four rows per point into the padded maps.
+        # The value gradient dV = P^T g is scattered one row per point into quads when the points
+        # are many (the encoder: fewer, wider rows), else four rows per point into the padded maps.
         use_quads = n * m * lq * l * k >= layout.num_quads
         if need_value:
             grad_table = layout.table.new_zeros(layout.num_quads, 4 * d) if use_quads else torch.zeros_like(layout.table)
@@ -138,8 +138,7 @@ class _MSDeformAttnEinops(torch.autograd.Function):
             shape = samples.fold.shape  # (N, M, Qc, L, K, 4)
             if need_loc or need_attn:
                 # <V_c, g> for every nonzero of P: g @ table^T sampled at P's pattern
-                pattern = samples.matrix(layout.table.shape[0])
-                dot = torch.sparse.sampled_addmm(pattern, g, layout.table.t(), beta=0).values().view(shape)
+                dot = torch.sparse.sampled_addmm(samples.matrix(layout.table.shape[0]), g, layout.table.t(), beta=0).values().view(shape)
                 if need_attn:  # dA = sum_c b_c <V_c, g>
                     grad_a = (samples.corners.weight * dot).sum(-1)
                     grad_attn[:, chunk] = rearrange(grad_a, "n m q l k -> n q m l k")

@@ -188,8 +188,9 @@ def train_one_epoch(
     """
     model.train()
     criterion.train()
-    sums: dict[str, float] = {}
-    steps = 0
+    sums: dict[str, float] = {}  # per-term sums over the epoch
+    window: dict[str, float] = {}  # per-term sums since the last log line
+    steps = window_steps = 0
     limit = cfg.max_steps_per_epoch
     total = len(loader) if limit is None else max(min(len(loader), limit - state.step_in_epoch), 0)
     bar = tqdm(total=total, desc=f"epoch {state.epoch}", leave=False, disable=not progress_enabled(context))
@@ -232,12 +233,16 @@ def train_one_epoch(
 
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
+            window[key] = window.get(key, 0.0) + value
+        window_steps += 1
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.3f}")
         if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
+            # the mean of each term over the steps since the last line (a smoother curve)
             lr = optimizer.param_groups[0]["lr"]
-            logbook.write("train", epoch=state.epoch, step=state.step_in_epoch,
-                          global_step=state.global_step, lr=lr, **values)
+            logbook.write("train", epoch=state.epoch, step=state.step_in_epoch, global_step=state.global_step,
+                          lr=lr, **{k: v / window_steps for k, v in window.items()})
+            window, window_steps = {}, 0
     bar.close()
     state.rng_at_step_start = None
     return {k: v / max(steps, 1) for k, v in sums.items()}

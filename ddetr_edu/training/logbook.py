@@ -3,7 +3,7 @@
 Each line is a record with a ``kind``:
 
 * ``{"kind": "train", "epoch", "step", "global_step", "lr", "loss", <loss terms>...}`` every
-  ``log_every`` steps;
+  ``log_every`` steps, each term the mean over the steps since the previous line;
 * ``{"kind": "epoch", "epoch", "train_loss", "seconds", ...}`` at the end of each epoch;
 * ``{"kind": "eval", "epoch", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"}`` after evaluation.
 
