@@ -44,6 +44,16 @@ def gradcheck_inputs(n, lq, m, d, k, shapes, seed=0):
     return value, spatial_shapes, loc, weights
 
 
+def core_gradcheck(args, backend, fast_mode=False):
+    """gradcheck of the core in value, locations and weights (spatial_shapes held fixed)."""
+    value, shapes, loc, weights = args
+
+    def core(value, loc, weights):
+        return ms_deform_attn(value, shapes, loc, weights, backend=backend)
+
+    return gradcheck(core, (value, loc, weights), eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=fast_mode)
+
+
 def test_points_cover_inside_border_and_far_outside():
     shapes = [(3, 4), (2, 3)]
     loc = points_off_the_kinks(2, 6, 2, 3, shapes, seed=0)
@@ -58,21 +68,13 @@ def test_einops_backward_matches_finite_differences(d):
     """fast_mode: gradcheck compares v^T J u for random u, v (a few forward calls instead of
     one per input number), so the case can be large enough to cover every kind of point."""
     args = gradcheck_inputs(n=2, lq=3, m=2, d=d, k=3, shapes=[(3, 4), (2, 3)], seed=d)
-
-    def core(value, loc, weights):
-        return ms_deform_attn(value, args[1], loc, weights, backend="einops")
-
-    assert gradcheck(core, (args[0], args[2], args[3]), eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
+    assert core_gradcheck(args, "einops", fast_mode=True)
 
 
 def test_einops_backward_matches_finite_differences_entry_by_entry():
     """The full Jacobian, every entry, on a small case (one head, D = 3)."""
     args = gradcheck_inputs(n=1, lq=2, m=1, d=3, k=2, shapes=[(3, 4), (2, 3)], seed=11)
-
-    def core(value, loc, weights):
-        return ms_deform_attn(value, args[1], loc, weights, backend="einops")
-
-    assert gradcheck(core, (args[0], args[2], args[3]), eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert core_gradcheck(args, "einops")
 
 
 def test_einops_backward_with_one_input_requiring_grad_at_a_time():
@@ -90,11 +92,7 @@ def test_einops_backward_with_one_input_requiring_grad_at_a_time():
 
 def test_loop_backend_matches_finite_differences():
     args = gradcheck_inputs(n=1, lq=2, m=1, d=3, k=2, shapes=[(2, 3), (1, 2)], seed=3)
-
-    def core(value, loc, weights):
-        return ms_deform_attn(value, args[1], loc, weights, backend="loop")
-
-    assert gradcheck(core, (args[0], args[2], args[3]), eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert core_gradcheck(args, "loop")
 
 
 def test_far_outside_points_have_zero_output_and_location_gradient():
