@@ -35,10 +35,13 @@ from ddetr_edu.training.logbook import save_curves
 from ddetr_edu.training.loop import LAST
 
 # The demo's data: small images and fewer, larger objects than the data module's defaults, so
-# that two CPU cores train a detector to AP >= 0.5 in minutes.
+# that two CPU cores train a detector to AP >= 0.5 in minutes. 2000 distinct training images
+# seen 14 times beat 1000 seen twice as often in the same number of steps (2026-11-21, the
+# earlier 2-encoder-layer model: AP 0.467 and 0.483 in two runs vs 0.453); writing them takes
+# about 5 s.
 DEMO_SHAPES = ShapesConfig(
     seed=0,
-    num_train=1000,
+    num_train=2000,
     num_val=100,
     image_size=96,
     min_objects=1,

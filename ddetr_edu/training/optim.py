@@ -65,10 +65,11 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> AdamW:
     """AdamW over :func:`parameter_groups` (``model`` may be DDP-wrapped: names then start with
     ``module.``, which keyword matching ignores)."""
-    # foreach: one fused update per group instead of a Python loop over tensors (torch picks it
-    # by default on GPUs only); the numbers are the same.
+    # fused: one kernel per group updates every tensor (CPU and CUDA). Measured on the shapes_cpu
+    # model (179 tensors, 1 thread): 1.3 ms a step, against 5.5 ms for foreach=True (which on a
+    # CPU still loops over tensors) and 7.1 ms for the plain loop. Same update rule.
     return AdamW(parameter_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                 foreach=True)
+                 fused=True)
 
 
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig) -> StepLR:
