@@ -13,8 +13,7 @@ on first access.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ddetr_edu.lazy_exports import lazy_exports
 
 _LAZY = {
     "HungarianMatcher": "matcher",
@@ -25,9 +24,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -18,8 +18,7 @@ Submodules load lazily: ``import ddetr_edu.viz`` does not import matplotlib unti
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ddetr_edu.lazy_exports import lazy_exports
 
 _LAZY = {
     "ImageAttention": "attention",
@@ -44,8 +43,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
