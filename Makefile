@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 RUN_DIR ?= runs/demo
 DATA_DIR ?= data/shapes
 
-.PHONY: venv test demo book bench clean
+.PHONY: venv test demo book bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ book: venv
 
 bench: venv
 	$(PY) benchmarks/msda.py
+
+# On a machine with an NVIDIA GPU: no `venv` prerequisite, because the venv pins the CPU build of
+# torch; the machine's own python with its CUDA torch runs the check (GPU_PY=... picks another).
+GPU_PY ?= $(PYTHON)
+gpu-check:
+	$(GPU_PY) benchmarks/gpu_check.py --out build/gpu_check.md
 
 clean:
 	rm -rf $(VENV) build runs

@@ -46,14 +46,16 @@ def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> tuple[Tensor, Tensor]:
     return inter / union, union
 
 
-def generalized_box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+def generalized_box_iou(boxes_a: Tensor, boxes_b: Tensor, check: bool = True) -> Tensor:
     """Pairwise GIoU of (A, 4) and (B, 4) xyxy boxes -> (A, B), values in [-1, 1].
 
     GIoU = IoU - |C \\ (a ∪ b)| / |C|, with C the smallest box enclosing a and b
     (Rezatofighi et al., 2019). Raises on inverted boxes (x1 < x0 or y1 < y0), which would
-    silently give meaningless values.
+    silently give meaningless values. ``check=False`` skips that check, which reads the boxes
+    (on a GPU: the host waits); the training loss passes it for the model's sigmoid boxes,
+    whose NaNs the matcher reports on the CPU.
     """
-    for name, boxes in (("boxes_a", boxes_a), ("boxes_b", boxes_b)):
+    for name, boxes in (("boxes_a", boxes_a), ("boxes_b", boxes_b)) if check else ():
         if not bool((boxes[:, 2:] >= boxes[:, :2]).all()):
             raise ValueError(f"generalized_box_iou: {name} holds inverted boxes (x1 < x0 or y1 < y0)")
     iou, union = box_iou(boxes_a, boxes_b)

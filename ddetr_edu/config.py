@@ -126,8 +126,8 @@ def _shapes_cpu() -> ModelConfig:
     # * one encoder layer: each one costs ~19 ms of a ~80 ms step (fwd + bwd, 772 tokens);
     # * three levels (C3..C5: 12^2, 6^2, 3^2 tokens), no 2 x 2 extra level (-10% a step);
     # * FFN 256 instead of 128: costs nothing measurable (this model is bound by op count);
-    # * the grid_sample backend: on maps this small the einops backend's fixed cost per call
-    #   dominates (one demo epoch: 29 s with grid_sample, 43 s with einops, 2 threads).
+    # * the grid_sample backend: on maps this small it was the faster one (one demo epoch: 29 s
+    #   with grid_sample, 43 s with the earlier sparse-matrix einops backend, 2 threads).
     # Measured 2026-11-21, 1 thread, batch 4: 80 ms a step for (enc 2, FFN 128, 4 levels), 57 ms
     # for this; in the same training time it reached AP 0.566 against 0.467.
     return ModelConfig(

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ddetr_edu.models.heads import predict_boxes
-from ddetr_edu.ops import MSDeformAttn
+from ddetr_edu.ops import LevelSizes, MSDeformAttn
 
 
 class DecoderLayer(nn.Module):
@@ -51,7 +51,7 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
-                spatial_shapes: Tensor, level_start_index: Tensor, padding_mask: Tensor | None,
+                spatial_shapes: LevelSizes, level_start_index: tuple[int, ...], padding_mask: Tensor | None,
                 return_sampling: bool = False):
         """tgt, query_pos (N, Q, C); reference_points (N, Q, L, 2|4) on the padded maps;
         memory (N, S, C); padding_mask (N, S) -> (N, Q, C) (and the sampling dict if asked)."""
@@ -95,7 +95,7 @@ class DeformableDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(**layer_kwargs) for _ in range(num_layers))
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor,
-                spatial_shapes: Tensor, level_start_index: Tensor, ratios: Tensor,
+                spatial_shapes: LevelSizes, level_start_index: tuple[int, ...], ratios: Tensor,
                 padding_mask: Tensor | None, class_heads: nn.ModuleList, box_heads: nn.ModuleList,
                 refine: bool, return_attention: bool = False) -> list[LayerPrediction]:
         """
@@ -103,7 +103,8 @@ class DeformableDecoder(nn.Module):
             tgt, query_pos: (N, Q, C) query content and positional embedding.
             reference: (N, Q, 2) points or (N, Q, 4) boxes, valid-image coordinates in [0, 1].
             memory: (N, S, C) encoder output; padding_mask (N, S) True = padding.
-            spatial_shapes (L, 2), level_start_index (L,), ratios (N, L, 2) valid ratios (w, h).
+            spatial_shapes ((H_l, W_l), ...), level_start_index (start_l, ...): Python ints;
+            ratios (N, L, 2) valid ratios (w, h).
             class_heads, box_heads: one head per layer (refine) or one shared head.
             refine: iterative box refinement (the next reference is this layer's box, detached).
         Returns:

@@ -32,6 +32,7 @@ from ddetr_edu.models.input_proj import make_input_projections, project_levels
 from ddetr_edu.models.inputs import check_images, pad_images
 from ddetr_edu.models.position import PositionEmbeddingSine
 from ddetr_edu.models.transformer import DeformableTransformer
+from ddetr_edu.ops.levels import small_tensor
 
 
 class DeformableDETR(nn.Module):
@@ -74,6 +75,10 @@ class DeformableDETR(nn.Module):
         out = self.transformer(maps, level_masks, positions, query_embed, self.class_embed,
                                self.bbox_embed, self.cfg.with_box_refine, return_attention)
 
+        if return_attention or return_intermediates:  # the official tensors, for the visualizer
+            device = out.memory.device
+            geometry = {"spatial_shapes": small_tensor(out.spatial_shapes, torch.int64, device),  # (L, 2)
+                        "level_start_index": small_tensor(out.level_start_index, torch.int64, device)}  # (L,)
         last = out.layers[-1]
         result: dict = {"pred_logits": last.logits, "pred_boxes": last.boxes}
         if self.cfg.aux_loss:
@@ -86,8 +91,7 @@ class DeformableDETR(nn.Module):
                 "encoder": out.encoder_attention,
                 "decoder": [p.sampling for p in out.layers],
                 "decoder_references": [p.reference for p in out.layers],
-                "spatial_shapes": out.spatial_shapes,
-                "level_start_index": out.level_start_index,
+                **geometry,
                 "valid_ratios": out.valid_ratios,
             }
         if return_intermediates:
@@ -98,8 +102,7 @@ class DeformableDETR(nn.Module):
                 "hs": torch.stack([p.hidden for p in out.layers]),
                 "init_reference": out.init_reference,
                 "inter_references": torch.stack(refined),
-                "spatial_shapes": out.spatial_shapes,
-                "level_start_index": out.level_start_index,
+                **geometry,
                 "valid_ratios": out.valid_ratios,
             }
         return result

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ddetr_edu.ops import MSDeformAttn
+from ddetr_edu.ops import LevelSizes, MSDeformAttn
 
 
 def valid_ratios(mask: Tensor) -> Tensor:
@@ -76,8 +76,8 @@ class EncoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: Tensor,
-                level_start_index: Tensor, padding_mask: Tensor | None,
+    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: LevelSizes,
+                level_start_index: tuple[int, ...], padding_mask: Tensor | None,
                 return_sampling: bool = False):
         """x, pos (N, S, C); reference_points (N, S, L, 2); padding_mask (N, S) -> (N, S, C)
         (and the attention's locations (N, S, M, L, K, 2), weights (N, S, M, L, K) if asked)."""
@@ -99,12 +99,12 @@ class DeformableEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(**layer_kwargs) for _ in range(num_layers))
 
-    def forward(self, tokens: Tensor, pos: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+    def forward(self, tokens: Tensor, pos: Tensor, spatial_shapes: LevelSizes, level_start_index: tuple[int, ...],
                 ratios: Tensor, padding_mask: Tensor | None, return_attention: bool = False):
-        """tokens, pos (N, S, C); spatial_shapes (L, 2); ratios (N, L, 2); padding_mask (N, S)
+        """tokens, pos (N, S, C); spatial_shapes ((H_l, W_l), ...) and level_start_index
+        (start_l, ...) Python ints; ratios (N, L, 2); padding_mask (N, S)
         -> memory (N, S, C), and a list per layer of {"locations", "weights"} (or None)."""
-        sizes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-        reference_points = encoder_reference_points(sizes, ratios)  # (N, S, L, 2)
+        reference_points = encoder_reference_points(spatial_shapes, ratios)  # (N, S, L, 2)
         attention = [] if return_attention else None
         x = tokens
         for layer in self.layers:

@@ -26,7 +26,8 @@ from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.decoder import DeformableDecoder, LayerPrediction
 from ddetr_edu.models.encoder import DeformableEncoder, valid_ratios
 from ddetr_edu.models.two_stage import encoder_proposals, proposal_position_embedding, top_proposals
-from ddetr_edu.ops import MSDeformAttn, level_start_index
+from ddetr_edu.ops import LevelSizes, MSDeformAttn, level_starts
+from ddetr_edu.ops.precision import autocast_off
 
 
 @dataclass
@@ -35,8 +36,8 @@ class TransformerOutput:
 
     layers: list[LayerPrediction]  # one per decoder layer
     memory: Tensor  # (N, S, C) encoder output
-    spatial_shapes: Tensor  # (L, 2) int64 rows (H_l, W_l)
-    level_start_index: Tensor  # (L,)
+    spatial_shapes: LevelSizes  # ((H_l, W_l), ...) Python ints
+    level_start_index: tuple[int, ...]  # first token of each level
     valid_ratios: Tensor  # (N, L, 2) (w, h)
     init_reference: Tensor  # (N, Q, 2|4) reference of the first decoder layer
     enc_logits: Tensor | None = None  # (N, S, num_classes) two-stage proposal scores
@@ -89,10 +90,10 @@ class DeformableTransformer(nn.Module):
             query_embed: (Q, 2C) learned queries, or None for two-stage.
             class_heads, box_heads, refine: see ``DeformableDecoder``.
         """
-        # 1. flatten the levels into one token axis
-        shapes = [(m.shape[-2], m.shape[-1]) for m in maps]
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=maps[0].device)  # (L, 2)
-        start_index = level_start_index(spatial_shapes)  # (L,)
+        # 1. flatten the levels into one token axis. The level sizes are read off the maps as
+        # Python ints, once: nothing below reads a size back from the GPU.
+        shapes = tuple((m.shape[-2], m.shape[-1]) for m in maps)  # ((H_l, W_l), ...)
+        start_index = level_starts(shapes)  # (start_l, ...)
         tokens = torch.cat([rearrange(m, "n c h w -> n (h w) c") for m in maps], dim=1)  # (N, S, C)
         padding = torch.cat([rearrange(m, "n h w -> n (h w)") for m in masks], dim=1)  # (N, S)
         pos = torch.cat([rearrange(p, "n c h w -> n (h w) c") + self.level_embed[level].view(1, 1, -1)
@@ -100,7 +101,7 @@ class DeformableTransformer(nn.Module):
         ratios = torch.stack([valid_ratios(m) for m in masks], dim=1)  # (N, L, 2)
 
         # 2. encode
-        memory, encoder_attention = self.encoder(tokens, pos, spatial_shapes, start_index, ratios,
+        memory, encoder_attention = self.encoder(tokens, pos, shapes, start_index, ratios,
                                                  padding, return_attention=return_attention)
 
         # 3. queries and their references
@@ -108,10 +109,14 @@ class DeformableTransformer(nn.Module):
         enc_logits = enc_boxes = None
         if self.two_stage:
             proposal_memory, proposals = encoder_proposals(memory, padding, shapes)
-            proposal_memory = self.enc_output_norm(self.enc_output(proposal_memory))  # (N, S, C)
             proposal_head = len(self.decoder.layers)  # the extra heads after the decoder layers
-            enc_logits = class_heads[proposal_head](proposal_memory)  # (N, S, num_classes)
-            enc_unactivated = box_heads[proposal_head](proposal_memory) + proposals  # (N, S, 4)
+            # Scored in float32 even under autocast: the top-k choice below is a discrete decision,
+            # and bf16 scores (8 significant bits) would reorder close proposals.
+            with autocast_off(memory.device):
+                proposal_memory = proposal_memory.to(self.enc_output.weight.dtype)
+                proposal_memory = self.enc_output_norm(self.enc_output(proposal_memory))  # (N, S, C)
+                enc_logits = class_heads[proposal_head](proposal_memory)  # (N, S, num_classes)
+                enc_unactivated = box_heads[proposal_head](proposal_memory) + proposals  # (N, S, 4)
             enc_boxes = enc_unactivated.sigmoid()
             _, chosen = top_proposals(enc_logits[..., 0], enc_unactivated, self.num_queries)
             reference = chosen.sigmoid()  # (N, Q, 4) boxes
@@ -124,7 +129,7 @@ class DeformableTransformer(nn.Module):
             reference = self.reference_points(query_pos).sigmoid()  # (N, Q, 2) points
 
         # 4. decode
-        layers = self.decoder(tgt, query_pos, reference, memory, spatial_shapes, start_index, ratios,
+        layers = self.decoder(tgt, query_pos, reference, memory, shapes, start_index, ratios,
                               padding, class_heads, box_heads, refine, return_attention)
-        return TransformerOutput(layers, memory, spatial_shapes, start_index, ratios, reference,
+        return TransformerOutput(layers, memory, shapes, start_index, ratios, reference,
                                  enc_logits, enc_boxes, encoder_attention)

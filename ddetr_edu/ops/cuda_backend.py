@@ -12,13 +12,17 @@ Public API (used by the dispatcher in ``dispatch.py`` for backend="cuda" and "au
   attention_weights) -> (N, Lq, M*D)``, differentiable in value, locations and weights.
 
 The op is registered with ``torch.library`` (a fake implementation for ``torch.compile`` and a
-registered autograd formula that calls ``ddetr_edu::ms_deform_attn_backward``). On CPU tensors
+registered autograd formula that calls ``ddetr_edu::ms_deform_attn_backward``). It takes the level
+geometry as Python ints, ``spatial_shapes`` flattened (H_0, W_0, H_1, W_1, ...) and
+``level_start_index`` (start_0, start_1, ...): the binding hands them to the kernel by value, so a
+call neither reads anything back from the GPU nor copies anything to it first. On CPU tensors
 the same op runs the kernel's per-thread code compiled for the CPU (``kernel_on_cpu.py``), which
 lets the registration, autograd and compile paths be tested on machines without a GPU.
 
 Importing this module is cheap and never builds anything.
-Dtypes: value float64 / float32 / float16 / bfloat16; locations and weights are read as float32
-(float64 for float64 values) and the sums accumulate in that type; the output has value's dtype.
+Dtypes: value float64 / float32 / float16 / bfloat16; locations and weights are float32 (float64 for
+float64 values, see ``checks.check_dtypes``) and the sums accumulate in that type; the output has
+value's dtype.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from torch import Tensor
 
 from .checks import check_core_inputs
 from .kernel_on_cpu import KERNEL_SOURCES
+from .levels import SpatialShapes, level_sizes, token_starts
 
 _PREBUILT_MODULE = "ddetr_edu_msda_cuda"  # what `pip install ./kernels` provides
 _CUDA_SOURCES = ("msda_binding.cpp", "msda_kernel.cu")
@@ -77,6 +82,13 @@ def kernel_status() -> tuple[bool, str]:
     return module is not None, reason
 
 
+@torch.compiler.assume_constant_result
+def kernel_usable() -> bool:
+    """``kernel_status()[0]``; a constant to torch.compile, which runs it while tracing (the
+    build and import behind it cannot be traced)."""
+    return kernel_status()[0]
+
+
 # ---------------------------------------------------------------------------------------------
 # The custom ops. Both dispatch on the device inside: CUDA tensors -> the kernel, CPU tensors ->
 # the kernel's code built for the CPU (float32/float64; half precision is computed in float32).
@@ -85,11 +97,16 @@ def _cpu_compute(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+def _cpu_levels(spatial_shapes: list[int], level_start_index: list[int]) -> tuple[Tensor, Tensor]:
+    return (torch.tensor(spatial_shapes, dtype=torch.int64).view(-1, 2),
+            torch.tensor(level_start_index, dtype=torch.int64))
+
+
 @torch.library.custom_op("ddetr_edu::ms_deform_attn", mutates_args=())
-def ms_deform_attn_op(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+def ms_deform_attn_op(value: Tensor, spatial_shapes: list[int], level_start_index: list[int],
                       sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), spatial_shapes (L, 2), level_start_index (L,), sampling_locations
-    (N, Lq, M, L, K, 2), attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    """value (N, S, M, D), spatial_shapes [H_0, W_0, H_1, W_1, ...], level_start_index [start_l],
+    sampling_locations (N, Lq, M, L, K, 2), attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
     if value.is_cuda:
         module, reason = _extension()
         if module is None:
@@ -97,7 +114,7 @@ def ms_deform_attn_op(value: Tensor, spatial_shapes: Tensor, level_start_index: 
         return module.forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu
     v = _cpu_compute(value)
-    out = ms_deform_attn_kernel_on_cpu(v, spatial_shapes, level_start_index,
+    out = ms_deform_attn_kernel_on_cpu(v, *_cpu_levels(spatial_shapes, level_start_index),
                                        sampling_locations.to(v.dtype), attention_weights.to(v.dtype))
     return out.to(value.dtype)
 
@@ -110,7 +127,7 @@ def _ms_deform_attn_fake(value, spatial_shapes, level_start_index, sampling_loca
 
 
 @torch.library.custom_op("ddetr_edu::ms_deform_attn_backward", mutates_args=())
-def ms_deform_attn_backward_op(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+def ms_deform_attn_backward_op(value: Tensor, spatial_shapes: list[int], level_start_index: list[int],
                                sampling_locations: Tensor, attention_weights: Tensor,
                                grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """grad_out (N, Lq, M*D) -> (grad value (N, S, M, D), grad locations (N, Lq, M, L, K, 2),
@@ -124,7 +141,7 @@ def ms_deform_attn_backward_op(value: Tensor, spatial_shapes: Tensor, level_star
     from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu_backward
     v = _cpu_compute(value)
     gv, gl, ga = ms_deform_attn_kernel_on_cpu_backward(
-        v, spatial_shapes, level_start_index, sampling_locations.to(v.dtype),
+        v, *_cpu_levels(spatial_shapes, level_start_index), sampling_locations.to(v.dtype),
         attention_weights.to(v.dtype), grad_out.to(v.dtype))
     return gv.to(value.dtype), gl.to(sampling_locations.dtype), ga.to(attention_weights.dtype)
 
@@ -136,13 +153,15 @@ def _ms_deform_attn_backward_fake(value, spatial_shapes, level_start_index, samp
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = inputs
+    ctx.save_for_backward(value, sampling_locations, attention_weights)
+    ctx.spatial_shapes, ctx.level_start_index = spatial_shapes, level_start_index
 
 
 def _backward(ctx, grad_out):
-    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
+    value, sampling_locations, attention_weights = ctx.saved_tensors
     grad_value, grad_loc, grad_attn = ms_deform_attn_backward_op(
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_out)
+        value, ctx.spatial_shapes, ctx.level_start_index, sampling_locations, attention_weights, grad_out)
     needs = ctx.needs_input_grad
     return (grad_value if needs[0] else None, None, None,
             grad_loc if needs[3] else None, grad_attn if needs[4] else None)
@@ -151,23 +170,22 @@ def _backward(ctx, grad_out):
 ms_deform_attn_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def ms_deform_attn_cuda(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+def ms_deform_attn_cuda(value: Tensor, spatial_shapes: SpatialShapes, level_start_index: Tensor | list[int] | None,
                         sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
     """The attention core on the GPU kernel (differentiable).
 
-    value (N, S, M, D); spatial_shapes int64 (L, 2) rows (H, W); level_start_index int64 (L,);
-    sampling_locations (N, Lq, M, L, K, 2) normalised (x, y), align_corners=False, zero padding;
-    attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D) head-major channels.
-    Raises RuntimeError (with the reason) when the kernel cannot run here.
+    value (N, S, M, D); spatial_shapes [(H, W), ...] ints or int64 (L, 2) rows (H, W);
+    level_start_index (L,) ints, tensor or None; sampling_locations (N, Lq, M, L, K, 2)
+    normalised (x, y), align_corners=False, zero padding; attention_weights (N, Lq, M, L, K)
+    -> (N, Lq, M*D) head-major channels. Raises RuntimeError (with the reason) when the kernel
+    cannot run here.
     """
-    available, reason = kernel_status()
-    if not available:
-        raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
-    check_core_inputs(value, spatial_shapes, sampling_locations, attention_weights)
+    if not kernel_usable():
+        raise RuntimeError(f"ddetr_edu CUDA kernel not available: {kernel_status()[1]}")
+    sizes = level_sizes(spatial_shapes)
+    starts = token_starts(level_start_index, sizes)
+    check_core_inputs(value, sizes, sampling_locations, attention_weights)
     if not value.is_cuda:
         raise ValueError(f"ms_deform_attn_cuda needs CUDA tensors, got value on {value.device}")
-    if tuple(level_start_index.shape) != (spatial_shapes.shape[0],):
-        raise ValueError(f"level_start_index must have shape (L,) = ({spatial_shapes.shape[0]},), "
-                         f"got {tuple(level_start_index.shape)}")
-    return ms_deform_attn_op(value, spatial_shapes.to(value.device), level_start_index.to(value.device),
+    return ms_deform_attn_op(value, [x for hw in sizes for x in hw], list(starts),
                              sampling_locations, attention_weights)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from .checks import check_core_inputs
+from .levels import SpatialShapes, level_sizes, token_starts
 from .msda_einops import ms_deform_attn_einops
 from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
+from .precision import autocast_off
 
 BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda")
-_warned_fallback = False
 
 
 def cuda_kernel_status() -> tuple[bool, str]:
@@ -23,20 +26,35 @@ def cuda_kernel_status() -> tuple[bool, str]:
     return cuda_backend.kernel_status()
 
 
+# The two questions below are answered once per process (the kernel is built or loaded at most
+# once) and are constants to torch.compile, which runs them while tracing instead of tracing them.
+@torch.compiler.assume_constant_result
+def _kernel_usable() -> bool:
+    return cuda_kernel_status()[0]
+
+
+@torch.compiler.assume_constant_result
+def _auto_uses_kernel() -> bool:
+    """"auto" on CUDA tensors: True when the kernel runs; else warns (once) why not."""
+    usable, reason = cuda_kernel_status()
+    if not usable:
+        warnings.warn(f"ddetr_edu: CUDA kernel not used, falling back to the grid_sample backend: {reason}",
+                      RuntimeWarning, stacklevel=2)
+    return usable
+
+
 def resolve_backend(backend: str, value: Tensor) -> str:
     """Turn "auto" into a concrete backend for tensors like ``value``.
 
-    "auto" uses the kernel for CUDA tensors when it is built, else einops (with one warning per
-    process when the tensors are on a GPU but the kernel cannot be used). "cuda" raises if the
-    kernel cannot be used.
+    "auto" uses the kernel for CUDA tensors when it is built; on a GPU without it, grid_sample
+    (the fastest of the others there), with one warning saying why; on the CPU, einops. "cuda"
+    raises if the kernel cannot be used.
     """
-    global _warned_fallback
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cuda":
-        ok, reason = cuda_kernel_status()
-        if not ok:
-            raise RuntimeError(f"backend='cuda' is not available: {reason}")
+        if not _kernel_usable():
+            raise RuntimeError(f"backend='cuda' is not available: {cuda_kernel_status()[1]}")
         if not value.is_cuda:
             raise RuntimeError(f"backend='cuda' needs CUDA tensors, got tensors on {value.device}")
         return "cuda"
@@ -44,45 +62,51 @@ def resolve_backend(backend: str, value: Tensor) -> str:
         return backend
     if not value.is_cuda:
         return "einops"
-    ok, reason = cuda_kernel_status()
-    if ok:
-        return "cuda"
-    if not _warned_fallback:
-        warnings.warn(f"ddetr_edu: CUDA kernel not used, falling back to the einops backend: {reason}",
-                      RuntimeWarning, stacklevel=3)
-        _warned_fallback = True
-    return "einops"
+    return "cuda" if _auto_uses_kernel() else "grid_sample"
 
 
-def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor,
-                   attention_weights: Tensor, backend: str = "auto") -> Tensor:
+def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locations: Tensor,
+                   attention_weights: Tensor, backend: str = "auto",
+                   level_start_index: Tensor | Sequence[int] | None = None) -> Tensor:
     """Multi-scale deformable attention core (no projections).
 
     MSDeformAttn = sum_m W_m [ sum_l sum_k A_mlqk * W'_m x^l(phi_l(p_q) + dp_mlqk) ]; this
     function is the bracket: the sampling and the weighted sum, for all heads at once.
 
     Args:
-        value: (N, S, M, D) projected values of all levels, flattened level after level.
-        spatial_shapes: int64 (L, 2), rows (H_l, W_l), S = sum_l H_l * W_l.
+        value: (N, S, M, D) projected values of all levels, flattened level after level;
+            float64, float32, or float16/bfloat16 (mixed precision, see below).
+        spatial_shapes: [(H_l, W_l), ...] Python ints (what the detector passes: no host sync),
+            or the official int64 (L, 2) tensor (read once, a sync if it is on a GPU);
+            S = sum_l H_l * W_l.
         sampling_locations: (N, Lq, M, L, K, 2) normalised (x, y), pixel-centre convention of
             ``grid_sample(align_corners=False)``; points outside the map read zeros.
         attention_weights: (N, Lq, M, L, K), usually softmaxed over (L, K) per head.
-        backend: "auto" (kernel on GPU when built, else einops), "einops", "loop" (slow oracle),
-            "grid_sample" (the original reference formulation) or "cuda".
+        backend: "auto" (kernel on GPU when built, else grid_sample on GPU, einops on CPU),
+            "einops", "loop" (slow oracle), "grid_sample" (the original reference formulation)
+            or "cuda".
+        level_start_index: (L,) first token of each level (tensor or ints), checked against
+            ``spatial_shapes``; None computes it.
+
+    Mixed precision: locations and weights share one dtype; ``value`` has it too or is
+    float16/bfloat16 with float32 locations and weights (what ``MSDeformAttn`` gives under
+    ``torch.autocast``). Every backend samples and sums in the locations' precision and
+    returns value's dtype. The core runs outside autocast: its dtypes are this contract.
 
     Returns:
-        (N, Lq, M*D), channel m*D + d (head-major).
+        (N, Lq, M*D) in value's dtype, channel m*D + d (head-major).
     """
-    check_core_inputs(value, spatial_shapes, sampling_locations, attention_weights)
+    sizes = level_sizes(spatial_shapes)
+    starts = token_starts(level_start_index, sizes)
+    check_core_inputs(value, sizes, sampling_locations, attention_weights)
     chosen = resolve_backend(backend, value)
-    if chosen == "einops":
-        return ms_deform_attn_einops(value, spatial_shapes, sampling_locations, attention_weights)
-    if chosen == "loop":
-        return ms_deform_attn_loop(value, spatial_shapes, sampling_locations, attention_weights)
-    if chosen == "grid_sample":
-        return ms_deform_attn_grid_sample(value, spatial_shapes, sampling_locations, attention_weights)
-    from .cuda_backend import ms_deform_attn_cuda
-    from .levels import level_start_index
-    spatial_shapes = spatial_shapes.to(value.device)
-    return ms_deform_attn_cuda(value, spatial_shapes, level_start_index(spatial_shapes),
-                               sampling_locations, attention_weights)
+    with autocast_off(value.device):
+        if chosen == "einops":
+            return ms_deform_attn_einops(value, sizes, sampling_locations, attention_weights)
+        if chosen == "loop":
+            return ms_deform_attn_loop(value, sizes, sampling_locations, attention_weights)
+        if chosen == "grid_sample":
+            return ms_deform_attn_grid_sample(value, sizes, sampling_locations, attention_weights)
+        from .cuda_backend import ms_deform_attn_op
+        return ms_deform_attn_op(value, [x for hw in sizes for x in hw], list(starts),
+                                 sampling_locations, attention_weights)

@@ -11,16 +11,22 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from .levels import level_sizes
+from .levels import LevelSizes
+from .precision import compute_dtype
 
 
-def ms_deform_attn_grid_sample(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor,
+def ms_deform_attn_grid_sample(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
                                attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), spatial_shapes (L, 2), locations (N, Lq, M, L, K, 2),
-    weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    """value (N, S, M, D), sizes ((H_l, W_l), ...) ints, locations (N, Lq, M, L, K, 2),
+    weights (N, Lq, M, L, K) -> (N, Lq, M*D) in value's dtype.
+
+    grid_sample wants the map and the grid in one dtype; the locations never go below float32,
+    so half precision is sampled in float32 and the result cast back.
+    """
     n, _, m, _ = value.shape
-    sizes = level_sizes(spatial_shapes)
-    per_level = value.split([h * w for h, w in sizes], dim=1)
+    compute = compute_dtype(sampling_locations)
+    sampling_locations, attention_weights = sampling_locations.to(compute), attention_weights.to(compute)
+    per_level = value.to(compute).split([h * w for h, w in sizes], dim=1)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
     sampled = []
     for level, ((h, w), values) in enumerate(zip(sizes, per_level)):
@@ -31,4 +37,4 @@ def ms_deform_attn_grid_sample(value: Tensor, spatial_shapes: Tensor, sampling_l
     stacked = torch.stack(sampled, dim=-2).flatten(-2)  # ((n m), d, q, (l k))
     weights = rearrange(attention_weights, "n q m l k -> (n m) 1 q (l k)")
     out = (stacked * weights).sum(-1)  # ((n m), d, q)
-    return rearrange(out, "(n m) d q -> n q (m d)", n=n, m=m)
+    return rearrange(out, "(n m) d q -> n q (m d)", n=n, m=m).to(value.dtype)

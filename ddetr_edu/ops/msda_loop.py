@@ -11,7 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-from .levels import level_sizes
+from .levels import LevelSizes, level_starts
+from .precision import compute_dtype
 
 
 def bilinear_read(level_values: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -32,16 +33,18 @@ def bilinear_read(level_values: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def ms_deform_attn_loop(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor,
+def ms_deform_attn_loop(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
                         attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), spatial_shapes (L, 2), locations (N, Lq, M, L, K, 2),
-    weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
+    """value (N, S, M, D), sizes ((H_l, W_l), ...) ints, locations (N, Lq, M, L, K, 2),
+    weights (N, Lq, M, L, K) -> (N, Lq, M*D) in value's dtype (half precision is computed in
+    float32)."""
+    out_dtype = value.dtype
+    compute = compute_dtype(sampling_locations)
+    value, sampling_locations, attention_weights = (
+        t.to(compute) for t in (value, sampling_locations, attention_weights))
     n_batch, _, n_heads, depth = value.shape
     _, n_queries, _, n_levels, n_points, _ = sampling_locations.shape
-    sizes = level_sizes(spatial_shapes)
-    starts = [0]
-    for h, w in sizes[:-1]:
-        starts.append(starts[-1] + h * w)
+    starts = level_starts(sizes)
     rows = []
     for n in range(n_batch):
         for q in range(n_queries):
@@ -55,4 +58,4 @@ def ms_deform_attn_loop(value: Tensor, spatial_shapes: Tensor, sampling_location
                         acc = acc + attention_weights[n, q, m, l, k] * bilinear_read(level_values, x, y)
                 heads.append(acc)
             rows.append(torch.cat(heads))  # head-major: channel m * D + d
-    return torch.stack(rows).reshape(n_batch, n_queries, n_heads * depth)
+    return torch.stack(rows).reshape(n_batch, n_queries, n_heads * depth).to(out_dtype)

@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = 2  # images per process (paper: 2 per GPU x 8 GPUs = 16)
     num_workers: int = 2  # DataLoader worker processes per training process
     eval_every: int = 1  # COCO evaluation every N epochs (and always after the last)
-    amp: AmpMode = None  # "bf16" or "fp16" autocast; CUDA only (a CPU run raises)
+    amp: AmpMode = None  # "bf16" (CUDA or CPU) or "fp16" (CUDA, with a GradScaler) autocast
     seed: int = 42  # seeds python, numpy, torch and the data order (+ rank in workers)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     max_steps_per_epoch: Optional[int] = None  # cut every epoch short (tests, fast notebooks)

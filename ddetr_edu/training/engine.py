@@ -37,6 +37,7 @@ from ddetr_edu.training.distributed import (
     make_sampler,
 )
 from ddetr_edu.training.logbook import Logbook
+from ddetr_edu.training.matcher import check_labels
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,13 +94,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_context(amp: str | None, device: torch.device) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` ("bf16" / "fp16") on CUDA; a no-op for ``amp=None``."""
+    """``torch.autocast`` for ``amp``: "bf16" on CUDA or the CPU, "fp16" on CUDA; a no-op for
+    ``amp=None``. (bf16 on the CPU is how the test suite runs the mixed-precision path.)"""
     if amp is None:
         return contextlib.nullcontext()
-    if device.type != "cuda":
-        raise ValueError(f"amp={amp!r} needs a CUDA device, got device {device}; use amp=None on the CPU")
+    if device.type not in ("cuda", "cpu") or (amp == "fp16" and device.type != "cuda"):
+        raise ValueError(f"amp={amp!r} needs a CUDA device (bf16 also runs on the CPU), got device {device}")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_grad_scaler(amp: str | None, device: torch.device) -> torch.amp.GradScaler | None:
@@ -121,8 +123,17 @@ def to_float32(outputs: Any) -> Any:
 
 
 def move_targets(targets: list[dict], device: torch.device) -> list[dict]:
-    """Targets with their tensors on ``device`` (ints such as ``image_id`` untouched)."""
-    return [{k: v.to(device) if isinstance(v, Tensor) else v for k, v in t.items()} for t in targets]
+    """Targets with their tensors on ``device`` (ints such as ``image_id`` untouched); the copies
+    are non-blocking (a blocking copy to a GPU waits for it)."""
+    return [{k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in t.items()}
+            for t in targets]
+
+
+def read_losses(loss_dict: dict[str, Tensor]) -> dict[str, float]:
+    """The loss terms as floats, read from the device in one copy (one host sync, not one per term)."""
+    keys = list(loss_dict)
+    values = torch.stack([loss_dict[k].detach().float() for k in keys]).tolist() if keys else []
+    return dict(zip(keys, values))
 
 
 def make_loader(
@@ -202,12 +213,14 @@ def train_one_epoch(
             images, masks, targets = next(batches)
         except StopIteration:
             break
+        if hasattr(criterion, "num_classes"):  # checked on the CPU, before the batch moves
+            check_labels(targets, criterion.num_classes)
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         targets = move_targets(targets, device)
         with autocast_context(cfg.amp, device):
             outputs = model(images, masks)
-        loss_dict = criterion(to_float32(outputs), targets)
-        values = all_reduce_mean({k: float(v.detach()) for k, v in loss_dict.items()}, context)
+        loss_dict = criterion(to_float32(outputs), targets)  # one host sync: the matching
+        values = all_reduce_mean(read_losses(loss_dict), context)  # one host sync: the logged values
         if not math.isfinite(values["loss"]):
             bar.close()
             raise NonFiniteLossError(_loss_message(state, values))

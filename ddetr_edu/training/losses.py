@@ -43,20 +43,21 @@ class LossWeights:
     giou: float = 2.0  # 1 - GIoU of xyxy boxes (giou_loss_coef)
 
 
-def average_num_boxes(targets: list[dict], device: torch.device | str = "cpu") -> float:
+def average_num_boxes(targets: list[dict], device: torch.device | str = "cpu") -> float | Tensor:
     """B: target boxes in this batch, averaged over processes when distributed, clamped to >= 1.
 
-    With torch.distributed initialised and world_size > 1 the per-process counts are summed
-    with ``all_reduce`` and divided by the world size, so every process normalises by the same
-    number and the averaged gradients equal a single big batch's.
+    Alone, B is counted on the host from the targets' lengths (no device work, no sync). With
+    torch.distributed initialised and world_size > 1 the per-process counts are summed with
+    ``all_reduce`` and divided by the world size, so every process normalises by the same
+    number and the averaged gradients equal a single big batch's; B then stays a 0-d tensor on
+    ``device`` (reading it would make the host wait for the GPU).
     """
-    count = torch.tensor([float(sum(len(t["labels"]) for t in targets))], device=device)
-    world_size = 1
-    if dist.is_available() and dist.is_initialized():
-        world_size = dist.get_world_size()
-        if world_size > 1:
-            dist.all_reduce(count)  # sum over processes, in place
-    return max(count.item() / world_size, 1.0)
+    count = float(sum(len(t["labels"]) for t in targets))
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return max(count, 1.0)
+    total = torch.tensor([count]).to(device, non_blocking=True)
+    dist.all_reduce(total)  # sum over processes, in place
+    return (total[0] / dist.get_world_size()).clamp(min=1.0)
 
 
 def class_agnostic(targets: list[dict]) -> list[dict]:
@@ -110,17 +111,20 @@ class DetectionLoss(nn.Module):
         self.focal_gamma = focal_gamma
 
     def layer_losses(
-        self, outputs: dict, targets: list[dict], matches: list[tuple[Tensor, Tensor]], num_boxes: float
+        self, outputs: dict, targets: list[dict], matches: list[tuple[Tensor, Tensor]],
+        num_boxes: float | Tensor
     ) -> dict[str, Tensor]:
         """Unweighted ``cls``, ``l1``, ``giou`` of one layer for given matches (see the module docstring)."""
         logits = outputs["pred_logits"]  # (n, q, c)
         n, q, c = logits.shape
         device = logits.device
         # flat index of every matched pair: image, query, and the target it answers for
-        image_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(matches)]).to(device)  # (M,)
-        query_idx = torch.cat([src for src, _ in matches]).to(device)  # (M,)
-        tgt_labels = torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, matches)]).to(device)  # (M,)
-        tgt_boxes = torch.cat([t["boxes"][tgt] for t, (_, tgt) in zip(targets, matches)]).to(logits)  # (M, 4)
+        # (the matches are on the CPU: copy them non-blocking, a blocking copy waits for the GPU)
+        image_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(matches)]).to(device, non_blocking=True)  # (M,)
+        query_idx = torch.cat([src for src, _ in matches]).to(device, non_blocking=True)  # (M,)
+        target_idx = [tgt.to(t["labels"].device, non_blocking=True) for t, (_, tgt) in zip(targets, matches)]
+        tgt_labels = torch.cat([t["labels"][tgt] for t, tgt in zip(targets, target_idx)]).to(device)  # (M,)
+        tgt_boxes = torch.cat([t["boxes"][tgt] for t, tgt in zip(targets, target_idx)]).to(logits)  # (M, 4)
 
         # y_nqc: one-hot over classes for matched queries, all zeros for the rest
         onehot = torch.zeros_like(logits)  # (n, q, c)
@@ -133,7 +137,7 @@ class DetectionLoss(nn.Module):
         # L_l1 = sum_j ||b_sigma(j) - b_j||_1 / B
         loss_l1 = (pred_boxes - tgt_boxes).abs().sum() / num_boxes
         # L_giou = sum_j (1 - GIoU(b_sigma(j), b_j)) / B; the diagonal pairs prediction j with target j
-        giou = torch.diag(generalized_box_iou(cxcywh_to_xyxy(pred_boxes), cxcywh_to_xyxy(tgt_boxes)))  # (M,)
+        giou = torch.diag(generalized_box_iou(cxcywh_to_xyxy(pred_boxes), cxcywh_to_xyxy(tgt_boxes), check=False))  # (M,)
         loss_giou = (1 - giou).sum() / num_boxes
         return {"cls": loss_cls, "l1": loss_l1, "giou": loss_giou}
 
@@ -165,8 +169,9 @@ class DetectionLoss(nn.Module):
         weight = {"cls": self.weights.cls, "l1": self.weights.l1, "giou": self.weights.giou}
         result: dict[str, Tensor] = {}
         total = outputs["pred_logits"].new_zeros(())
-        for name, layer_outputs, layer_targets in layers:
-            matches = self.matcher(layer_outputs, layer_targets)
+        # every layer's matching in one go: one copy of all cost matrices to the CPU per step
+        all_matches = self.matcher.match_layers([(o, t) for _, o, t in layers])
+        for (name, layer_outputs, layer_targets), matches in zip(layers, all_matches):
             terms = self.layer_losses(layer_outputs, layer_targets, matches, num_boxes)
             for term in TERMS:
                 result[f"{name}/{term}"] = terms[term]
@@ -186,8 +191,10 @@ class DetectionLoss(nn.Module):
 @torch.no_grad()
 def _class_error(logits: Tensor, matches: list[tuple[Tensor, Tensor]], targets: list[dict]) -> Tensor:
     """100 - top-1 accuracy (%) of the matched queries: logits (n, q, c) -> scalar; 0 if no match."""
-    predicted = torch.cat([logits[i, src.to(logits.device)].argmax(-1) for i, (src, _) in enumerate(matches)])
-    truth = torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, matches)]).to(logits.device)
+    predicted = torch.cat([logits[i, src.to(logits.device, non_blocking=True)].argmax(-1)
+                           for i, (src, _) in enumerate(matches)])
+    truth = torch.cat([t["labels"][tgt.to(t["labels"].device, non_blocking=True)]
+                       for t, (_, tgt) in zip(targets, matches)]).to(logits.device)
     if truth.numel() == 0:
         return logits.new_zeros(())
     return 100.0 - 100.0 * (predicted == truth).float().mean()

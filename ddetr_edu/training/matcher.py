@@ -48,6 +48,18 @@ def _check_inputs(outputs: dict, targets: list[dict]) -> tuple[int, int]:
     return n, q
 
 
+def check_labels(targets: list[dict], num_classes: int) -> None:
+    """Every target label lies in [0, num_classes); ValueError naming the image if not. Reads the
+    labels: call it where they are on the CPU (a GPU tensor would make the host wait)."""
+    for i, target in enumerate(targets):
+        labels = target["labels"]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(
+                f"HungarianMatcher: target labels must lie in [0, {num_classes - 1}], got "
+                f"[{int(labels.min())}, {int(labels.max())}] in targets[{i}]"
+            )
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of predictions to targets, per image, minimising the weighted cost.
 
@@ -87,23 +99,19 @@ class HungarianMatcher(nn.Module):
         n, q = _check_inputs(outputs, targets)
         logits = outputs["pred_logits"].flatten(0, 1)  # (n*q, num_classes)
         boxes = outputs["pred_boxes"].flatten(0, 1)  # (n*q, 4) cxcywh
-        tgt_labels = torch.cat([t["labels"] for t in targets]).to(logits.device)  # (T,)  T = sum t_i
-        tgt_boxes = torch.cat([t["boxes"] for t in targets]).to(boxes)  # (T, 4) cxcywh
-        if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(boxes).all())):
-            raise ValueError("HungarianMatcher: pred_logits / pred_boxes hold NaN or inf; cannot match")
+        # (non-blocking: a blocking copy to a GPU waits for it)
+        tgt_labels = torch.cat([t["labels"] for t in targets]).to(logits.device, non_blocking=True)  # (T,)
+        tgt_boxes = torch.cat([t["boxes"] for t in targets]).to(boxes, non_blocking=True)  # (T, 4) cxcywh
         num_classes = logits.shape[-1]
-        if tgt_labels.numel() and (tgt_labels.min() < 0 or tgt_labels.max() >= num_classes):
-            raise ValueError(
-                f"HungarianMatcher: target labels must lie in [0, {num_classes - 1}], got "
-                f"[{int(tgt_labels.min())}, {int(tgt_labels.max())}]"
-            )
+        if tgt_labels.device.type == "cpu":  # on a GPU this check would wait for it: the engine
+            check_labels(targets, num_classes)  # checks the batch on the CPU before moving it
 
         # C_class = alpha (1-p)^gamma (-log p) - (1-alpha) p^gamma (-log(1-p)), p of the target class
         cost_class = focal_class_cost(logits, tgt_labels, self.focal_alpha, self.focal_gamma)  # (n*q, T)
         # C_bbox = sum_k |b_ik - b_jk| on cx, cy, w, h
         cost_bbox = torch.cdist(boxes, tgt_boxes, p=1)  # (n*q, T)
         # C_giou = -GIoU(b_i, b_j) on x0, y0, x1, y1
-        cost_giou = -generalized_box_iou(cxcywh_to_xyxy(boxes), cxcywh_to_xyxy(tgt_boxes))  # (n*q, T)
+        cost_giou = -generalized_box_iou(cxcywh_to_xyxy(boxes), cxcywh_to_xyxy(tgt_boxes), check=False)  # (n*q, T)
         cost = self.cost_class * cost_class + self.cost_bbox * cost_bbox + self.cost_giou * cost_giou
         cost = cost.view(n, q, -1)  # (n, q, T)
 
@@ -130,18 +138,31 @@ class HungarianMatcher(nn.Module):
             query ``pred_idx[k]`` is matched to target ``target_idx[k]``. Pairs are sorted by
             ``pred_idx``; unmatched queries are simply absent.
         """
+        return self.match_layers([(outputs, targets)])[0]
+
+    @torch.no_grad()
+    def match_layers(self, layers: list[tuple[dict, list[dict]]]) -> list[list[tuple[Tensor, Tensor]]]:
+        """``forward`` for several (outputs, targets) pairs at once, e.g. every decoder layer of a
+        step: all cost matrices travel to the CPU in one copy, the one host-device
+        synchronisation that matching needs per training step."""
+        costs = [self.cost_matrices(outputs, targets) for outputs, targets in layers]  # [layer][image] (q, t_i)
+        flat = [c.float().flatten() for layer in costs for c in layer]
+        host = torch.cat(flat).cpu() if flat else torch.zeros(0)  # the one copy
+        blocks = iter(host.split([f.numel() for f in flat]))
         matches = []
-        for i, cost in enumerate(self.cost_matrices(outputs, targets)):
-            cost = cost.float().cpu()
-            if not bool(torch.isfinite(cost).all()):
-                raise ValueError(
-                    f"HungarianMatcher: the cost matrix of image {i} has non-finite entries; check "
-                    "pred_logits / pred_boxes for NaN or inf"
-                )
-            pred_idx, target_idx = linear_sum_assignment(cost.numpy())
-            matches.append(
-                (torch.as_tensor(pred_idx, dtype=torch.int64), torch.as_tensor(target_idx, dtype=torch.int64))
-            )
+        for layer_index, layer in enumerate(costs):
+            layer_matches = []
+            for i, cost in enumerate(layer):
+                block = next(blocks).view(cost.shape)
+                if not bool(torch.isfinite(block).all()):
+                    raise ValueError(
+                        f"HungarianMatcher: the cost matrix of image {i} (layer {layer_index}) has non-finite "
+                        "entries; check pred_logits / pred_boxes for NaN or inf"
+                    )
+                pred_idx, target_idx = linear_sum_assignment(block.numpy())
+                layer_matches.append((torch.as_tensor(pred_idx, dtype=torch.int64),
+                                      torch.as_tensor(target_idx, dtype=torch.int64)))
+            matches.append(layer_matches)
         return matches
 
     def extra_repr(self) -> str:

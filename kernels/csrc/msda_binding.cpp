@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <tuple>
+#include <vector>
 
 #include "msda_launch.h"
 
@@ -39,34 +40,35 @@ int64_t pointer_alignment(std::initializer_list<const at::Tensor*> tensors) {
 }
 
 struct Inputs {
-  at::Tensor value, shapes, starts, loc, attn;
+  at::Tensor value, loc, attn;
   msda::Problem problem;
+  msda::Levels levels;
 };
 
-Inputs prepare(const at::Tensor& value, const at::Tensor& spatial_shapes,
-               const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
-               const at::Tensor& attention_weights) {
+// spatial_shapes: (H_0, W_0, H_1, W_1, ...) and level_start_index: (start_0, start_1, ...) as
+// host ints, copied into the kernel's by-value `Levels`: nothing is read back from the GPU and
+// nothing is copied to it before the launch.
+Inputs prepare(const at::Tensor& value, at::IntArrayRef spatial_shapes, at::IntArrayRef level_start_index,
+               const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   TORCH_CHECK_VALUE(value.is_cuda(), "value must be a CUDA tensor, got device ", value.device());
   TORCH_CHECK_VALUE(value.dim() == 4, "value must be (N, S, M, D), got shape ", value.sizes());
   TORCH_CHECK_VALUE(sampling_locations.dim() == 6 && sampling_locations.size(5) == 2,
                     "sampling_locations must be (N, Lq, M, L, K, 2), got shape ", sampling_locations.sizes());
   TORCH_CHECK_VALUE(attention_weights.dim() == 5, "attention_weights must be (N, Lq, M, L, K), got shape ",
                     attention_weights.sizes());
-  TORCH_CHECK_VALUE(spatial_shapes.dim() == 2 && spatial_shapes.size(1) == 2,
-                    "spatial_shapes must be (L, 2), got shape ", spatial_shapes.sizes());
-  TORCH_CHECK_VALUE(level_start_index.dim() == 1 && level_start_index.size(0) == spatial_shapes.size(0),
-                    "level_start_index must be (L,) with L = ", spatial_shapes.size(0), ", got shape ",
-                    level_start_index.sizes());
+  const int64_t l = static_cast<int64_t>(level_start_index.size());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(spatial_shapes.size()) == 2 * l,
+                    "spatial_shapes must hold 2 ints (H, W) per level and level_start_index one, got ",
+                    spatial_shapes.size(), " and ", l);
+  TORCH_CHECK_VALUE(l >= 1 && l <= msda::kMaxLevels, "the kernel takes 1 to ", msda::kMaxLevels,
+                    " levels, got ", l);
   const auto acc = accumulation_type(value);
-  const auto device = value.device();
   Inputs in;
   in.value = value.contiguous();
-  in.shapes = spatial_shapes.to(device, at::kLong).contiguous();
-  in.starts = level_start_index.to(device, at::kLong).contiguous();
-  in.loc = sampling_locations.to(device, acc).contiguous();
-  in.attn = attention_weights.to(device, acc).contiguous();
+  in.loc = sampling_locations.to(acc).contiguous();  // no copy when already float32 (float64) and contiguous
+  in.attn = attention_weights.to(acc).contiguous();
   const int64_t n = value.size(0), s = value.size(1), m = value.size(2), d = value.size(3);
-  const int64_t lq = sampling_locations.size(1), l = spatial_shapes.size(0), k = sampling_locations.size(4);
+  const int64_t lq = sampling_locations.size(1), k = sampling_locations.size(4);
   TORCH_CHECK_VALUE(sampling_locations.size(0) == n && sampling_locations.size(2) == m &&
                         sampling_locations.size(3) == l,
                     "sampling_locations ", sampling_locations.sizes(), " does not match value ",
@@ -74,12 +76,26 @@ Inputs prepare(const at::Tensor& value, const at::Tensor& spatial_shapes,
   TORCH_CHECK_VALUE(attention_weights.sizes() == sampling_locations.sizes().slice(0, 5),
                     "attention_weights ", attention_weights.sizes(), " must match sampling_locations ",
                     sampling_locations.sizes(), " without its last axis");
+  TORCH_CHECK_VALUE(sampling_locations.device() == value.device() && attention_weights.device() == value.device(),
+                    "value, sampling_locations and attention_weights must be on one device");
+  int64_t tokens = 0;
+  for (int64_t i = 0; i < l; ++i) {
+    const int64_t h = spatial_shapes[2 * i], w = spatial_shapes[2 * i + 1];
+    TORCH_CHECK_VALUE(h > 0 && w > 0, "spatial_shapes must be positive, level ", i, " is ", h, " x ", w);
+    TORCH_CHECK_VALUE(level_start_index[i] == tokens, "level_start_index[", i, "] must be ", tokens,
+                      ", got ", level_start_index[i]);
+    in.levels.shapes[2 * i] = h;
+    in.levels.shapes[2 * i + 1] = w;
+    in.levels.starts[i] = tokens;
+    tokens += h * w;
+  }
+  TORCH_CHECK_VALUE(tokens == s, "sum of H*W over the levels is ", tokens, " but value has S = ", s);
   in.problem = msda::Problem{n, s, m, d, lq, l, k};
   return in;
 }
 
-at::Tensor forward(const at::Tensor& value, const at::Tensor& spatial_shapes,
-                   const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+at::Tensor forward(const at::Tensor& value, std::vector<int64_t> spatial_shapes,
+                   std::vector<int64_t> level_start_index, const at::Tensor& sampling_locations,
                    const at::Tensor& attention_weights) {
   const c10::cuda::CUDAGuard guard(value.device());
   Inputs in = prepare(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
@@ -87,8 +103,7 @@ at::Tensor forward(const at::Tensor& value, const at::Tensor& spatial_shapes,
   at::Tensor out = at::empty({p.batch, p.queries, p.heads * p.channels}, in.value.options());
   const auto config = msda::choose_launch_config(static_cast<int>(in.value.element_size()), p.channels,
                                                  pointer_alignment({&in.value, &out}));
-  const int err = msda::launch_forward(kernel_dtype(in.value), p, config, in.value.data_ptr(),
-                                       in.shapes.data_ptr<int64_t>(), in.starts.data_ptr<int64_t>(),
+  const int err = msda::launch_forward(kernel_dtype(in.value), p, config, in.value.data_ptr(), in.levels,
                                        in.loc.data_ptr(), in.attn.data_ptr(), out.data_ptr(),
                                        c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "ms_deform_attn forward kernel failed: ", msda::error_string(err));
@@ -96,7 +111,7 @@ at::Tensor forward(const at::Tensor& value, const at::Tensor& spatial_shapes,
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
-    const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
+    const at::Tensor& value, std::vector<int64_t> spatial_shapes, std::vector<int64_t> level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_out) {
   const c10::cuda::CUDAGuard guard(value.device());
   Inputs in = prepare(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
@@ -113,9 +128,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   const auto config = msda::choose_launch_config(static_cast<int>(in.value.element_size()), p.channels,
                                                  pointer_alignment({&in.value, &g}));
   const int err = msda::launch_backward(
-      kernel_dtype(in.value), p, config, in.value.data_ptr(), in.shapes.data_ptr<int64_t>(),
-      in.starts.data_ptr<int64_t>(), in.loc.data_ptr(), in.attn.data_ptr(), g.data_ptr(),
-      grad_value.data_ptr(), grad_loc.data_ptr(), grad_attn.data_ptr(),
+      kernel_dtype(in.value), p, config, in.value.data_ptr(), in.levels, in.loc.data_ptr(),
+      in.attn.data_ptr(), g.data_ptr(), grad_value.data_ptr(), grad_loc.data_ptr(), grad_attn.data_ptr(),
       c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "ms_deform_attn backward kernel failed: ", msda::error_string(err));
   return {grad_value.to(value.scalar_type()), grad_loc.to(sampling_locations.scalar_type()),
@@ -126,7 +140,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Multi-scale deformable attention CUDA kernels (ddetr-edu)";
-  m.def("forward", &forward, "value, spatial_shapes, level_start_index, sampling_locations, attention_weights -> out");
+  m.def("forward", &forward,
+        "value, spatial_shapes (H0, W0, H1, W1, ... ints), level_start_index (ints), sampling_locations, "
+        "attention_weights -> out");
   m.def("backward", &backward,
         "value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_out -> "
         "(grad_value, grad_sampling_locations, grad_attention_weights)");

@@ -14,22 +14,22 @@ int64_t blocks_for(const Problem& p, const LaunchConfig& cfg) {
 }
 
 template <typename T, typename A, int G>
-int run_forward(const Problem& p, const LaunchConfig& cfg, const void* value, const int64_t* shapes,
-                const int64_t* starts, const void* locations, const void* weights, void* out,
+int run_forward(const Problem& p, const LaunchConfig& cfg, const void* value, const Levels& levels,
+                const void* locations, const void* weights, void* out,
                 cudaStream_t stream) {
   forward_kernel<T, A, G><<<blocks_for(p, cfg), kBlockThreads, 0, stream>>>(
-      p, static_cast<const T*>(value), shapes, starts, static_cast<const A*>(locations),
+      p, static_cast<const T*>(value), levels, static_cast<const A*>(locations),
       static_cast<const A*>(weights), static_cast<T*>(out), log2_of(cfg.threads_per_head));
   return static_cast<int>(cudaGetLastError());
 }
 
 template <typename T, typename A, int G>
-int run_backward(const Problem& p, const LaunchConfig& cfg, const void* value, const int64_t* shapes,
-                 const int64_t* starts, const void* locations, const void* weights,
+int run_backward(const Problem& p, const LaunchConfig& cfg, const void* value, const Levels& levels,
+                 const void* locations, const void* weights,
                  const void* grad_out, void* grad_value, void* grad_loc, void* grad_attn,
                  cudaStream_t stream) {
   backward_kernel<T, A, G><<<blocks_for(p, cfg), kBlockThreads, 0, stream>>>(
-      p, static_cast<const T*>(value), shapes, starts, static_cast<const A*>(locations),
+      p, static_cast<const T*>(value), levels, static_cast<const A*>(locations),
       static_cast<const A*>(weights), static_cast<const T*>(grad_out), static_cast<A*>(grad_value),
       static_cast<A*>(grad_loc), static_cast<A*>(grad_attn), log2_of(cfg.threads_per_head));
   return static_cast<int>(cudaGetLastError());
@@ -69,15 +69,14 @@ struct ForwardCall {
   const Problem& p;
   const LaunchConfig& cfg;
   const void* value;
-  const int64_t* shapes;
-  const int64_t* starts;
+  const Levels& levels;
   const void* locations;
   const void* weights;
   void* out;
   cudaStream_t stream;
   template <typename T, typename A, int G>
   int operator()() const {
-    return run_forward<T, A, G>(p, cfg, value, shapes, starts, locations, weights, out, stream);
+    return run_forward<T, A, G>(p, cfg, value, levels, locations, weights, out, stream);
   }
 };
 
@@ -85,8 +84,7 @@ struct BackwardCall {
   const Problem& p;
   const LaunchConfig& cfg;
   const void* value;
-  const int64_t* shapes;
-  const int64_t* starts;
+  const Levels& levels;
   const void* locations;
   const void* weights;
   const void* grad_out;
@@ -96,7 +94,7 @@ struct BackwardCall {
   cudaStream_t stream;
   template <typename T, typename A, int G>
   int operator()() const {
-    return run_backward<T, A, G>(p, cfg, value, shapes, starts, locations, weights, grad_out,
+    return run_backward<T, A, G>(p, cfg, value, levels, locations, weights, grad_out,
                                  grad_value, grad_loc, grad_attn, stream);
   }
 };
@@ -104,20 +102,20 @@ struct BackwardCall {
 }  // namespace
 
 int launch_forward(DType dtype, const Problem& p, const LaunchConfig& cfg, const void* value,
-                   const int64_t* shapes, const int64_t* starts, const void* locations,
-                   const void* weights, void* out, void* stream) {
+                   const Levels& levels, const void* locations, const void* weights, void* out,
+                   void* stream) {
   if (total_heads(p) == 0 || p.channels == 0) return 0;
-  const ForwardCall call{p, cfg, value, shapes, starts, locations, weights, out,
+  const ForwardCall call{p, cfg, value, levels, locations, weights, out,
                          static_cast<cudaStream_t>(stream)};
   return dispatch(dtype, cfg.group, call);
 }
 
 int launch_backward(DType dtype, const Problem& p, const LaunchConfig& cfg, const void* value,
-                    const int64_t* shapes, const int64_t* starts, const void* locations,
-                    const void* weights, const void* grad_out, void* grad_value, void* grad_loc,
-                    void* grad_attn, void* stream) {
+                    const Levels& levels, const void* locations, const void* weights,
+                    const void* grad_out, void* grad_value, void* grad_loc, void* grad_attn,
+                    void* stream) {
   if (total_heads(p) == 0 || p.channels == 0) return 0;
-  const BackwardCall call{p,        cfg,        value,    shapes,    starts, locations, weights,
+  const BackwardCall call{p,        cfg,        value,    levels,    locations, weights,
                           grad_out, grad_value, grad_loc, grad_attn, static_cast<cudaStream_t>(stream)};
   return dispatch(dtype, cfg.group, call);
 }

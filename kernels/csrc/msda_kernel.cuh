@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "msda_launch.h"
 #include "msda_math.h"
 
 namespace msda {
@@ -123,22 +124,23 @@ struct WarpSegmentSink {
 // At least four blocks per SM (64 registers).
 template <typename T, typename A, int G>
 __global__ void __launch_bounds__(kBlockThreads, 4)
-forward_kernel(Problem p, const T* __restrict__ value, const int64_t* __restrict__ shapes,
-               const int64_t* __restrict__ starts, const A* __restrict__ locations,
-               const A* __restrict__ weights, T* __restrict__ out, int tph_log2) {
+forward_kernel(Problem p, const T* __restrict__ value, const __grid_constant__ Levels levels,
+               const A* __restrict__ locations, const A* __restrict__ weights, T* __restrict__ out,
+               int tph_log2) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t head = t >> tph_log2;
   if (head >= total_heads(p)) return;  // no shuffles in the forward: tail threads may leave
   const int lane = static_cast<int>(t & ((1 << tph_log2) - 1));
-  forward_thread<T, A, G>(p, value, shapes, starts, locations, weights, out, head, lane, 1 << tph_log2);
+  forward_thread<T, A, G>(p, value, levels.shapes, levels.starts, locations, weights, out, head, lane,
+                          1 << tph_log2);
 }
 
 // At most 128 registers (two blocks per SM): the unrolled corner loop otherwise takes ~200 on sm_80.
 template <typename T, typename A, int G>
 __global__ void __launch_bounds__(kBlockThreads, 2)
-backward_kernel(Problem p, const T* __restrict__ value, const int64_t* __restrict__ shapes,
-                const int64_t* __restrict__ starts, const A* __restrict__ locations,
-                const A* __restrict__ weights, const T* __restrict__ grad_out,
+backward_kernel(Problem p, const T* __restrict__ value, const __grid_constant__ Levels levels,
+                const A* __restrict__ locations, const A* __restrict__ weights,
+                const T* __restrict__ grad_out,
                 A* __restrict__ grad_value, A* __restrict__ grad_loc, A* __restrict__ grad_attn,
                 int tph_log2) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -146,7 +148,7 @@ backward_kernel(Problem p, const T* __restrict__ value, const int64_t* __restric
   const int lane = static_cast<int>(t & ((1 << tph_log2) - 1));
   const bool active = head < total_heads(p);  // tail threads stay for the warp shuffles
   WarpSegmentSink<A> sink{grad_loc, grad_attn, 1 << tph_log2, active && lane == 0};
-  backward_thread<T, A, G>(p, value, shapes, starts, locations, weights, grad_out, grad_value,
+  backward_thread<T, A, G>(p, value, levels.shapes, levels.starts, locations, weights, grad_out, grad_value,
                            head, lane, 1 << tph_log2, active, AtomicAddGroup<A, G>{}, sink);
 }
 

@@ -18,6 +18,15 @@ inline int dtype_bytes(DType t) {
   }
 }
 
+// The level geometry, handed to the kernels by value: kernel parameters live in the GPU's
+// constant bank, so a launch needs no device buffer of sizes and no host-to-device copy (which
+// would wait for the GPU). The binding fills it from the Python ints of the level sizes.
+constexpr int kMaxLevels = 16;
+struct Levels {
+  int64_t shapes[2 * kMaxLevels];  // (H_l, W_l) of level l at [2 l], [2 l + 1]
+  int64_t starts[kMaxLevels];      // first token of level l in the s axis
+};
+
 // How a head's D channels are spread over threads.
 struct LaunchConfig {
   int group;             // G channels per load (a 16-byte vector at most)
@@ -48,13 +57,13 @@ inline int log2_of(int power_of_two) {
 // are float64 for Float64 and float32 otherwise (grad_value accumulates in that type too and is
 // zero-filled by the caller). Return a cudaError_t as int (0 = success).
 int launch_forward(DType dtype, const Problem& p, const LaunchConfig& cfg, const void* value,
-                   const int64_t* shapes, const int64_t* starts, const void* locations,
-                   const void* weights, void* out, void* stream);
+                   const Levels& levels, const void* locations, const void* weights, void* out,
+                   void* stream);
 
 int launch_backward(DType dtype, const Problem& p, const LaunchConfig& cfg, const void* value,
-                    const int64_t* shapes, const int64_t* starts, const void* locations,
-                    const void* weights, const void* grad_out, void* grad_value, void* grad_loc,
-                    void* grad_attn, void* stream);
+                    const Levels& levels, const void* locations, const void* weights,
+                    const void* grad_out, void* grad_value, void* grad_loc, void* grad_attn,
+                    void* stream);
 
 const char* error_string(int error);
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddetr_edu.ops import cuda_backend, level_start_index, ms_deform_attn
+from ddetr_edu.ops import cuda_backend, level_starts, ms_deform_attn
 
 pytestmark = pytest.mark.gpu
 
@@ -22,14 +22,18 @@ SHAPES = ((13, 17), (7, 9), (4, 5), (1, 3))
 
 
 def make_inputs(dtype, n=2, lq=37, m=4, d=32, shapes=SHAPES, k=4, seed=0):
+    """[value, locations, weights, grad_out] on the GPU, and the level sizes as ints. Half
+    precision follows the mixed-precision contract: value and grad_out in dtype, locations and
+    weights in float32."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    spatial_shapes = torch.tensor(shapes, dtype=torch.int64)
-    s = int((spatial_shapes[:, 0] * spatial_shapes[:, 1]).sum())
+    s = sum(h * w for h, w in shapes)
     value = torch.randn(n, s, m, d, generator=gen, dtype=torch.float64)
     loc = torch.rand(n, lq, m, len(shapes), k, 2, generator=gen, dtype=torch.float64) * 1.4 - 0.2
     weights = torch.rand(n, lq, m, len(shapes), k, generator=gen, dtype=torch.float64).softmax(-1)
     grad_out = torch.randn(n, lq, m * d, generator=gen, dtype=torch.float64)
-    return [t.to(DEVICE, dtype) for t in (value, loc, weights, grad_out)], spatial_shapes.to(DEVICE)
+    coord = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return [value.to(DEVICE, dtype), loc.to(DEVICE, coord), weights.to(DEVICE, coord),
+            grad_out.to(DEVICE, dtype)], shapes
 
 
 def run_both(value, loc, weights, grad_out, shapes, reference_dtype=None):
@@ -45,7 +49,7 @@ def run_both(value, loc, weights, grad_out, shapes, reference_dtype=None):
 
 def test_gradcheck_float64():
     (value, loc, weights, _), shapes = make_inputs(torch.float64, n=1, lq=3, m=2, d=5, k=2)
-    starts = level_start_index(shapes)
+    starts = level_starts(shapes)
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     assert torch.autograd.gradcheck(
         lambda v, p, a: cuda_backend.ms_deform_attn_cuda(v, shapes, starts, p, a), leaves, eps=1e-6, atol=1e-7)
@@ -63,20 +67,21 @@ def test_float32_equals_einops(d):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_within_rounding(dtype):
-    """Same inputs (already rounded to dtype); einops in float32 is the reference. The kernel
-    accumulates in float32, so the output differs by the final rounding (about 2^-8 for bf16)."""
+    """Mixed precision (value in dtype, float32 locations and weights); einops in float32 on the
+    same (rounded) values is the reference. The kernel accumulates in float32, so the output
+    differs by the final rounding (about 2^-8 for bf16)."""
     (value, loc, weights, grad_out), shapes = make_inputs(dtype)
     kernel, einops = run_both(value, loc, weights, grad_out, shapes, reference_dtype=torch.float32)
     eps = torch.finfo(dtype).eps
     for name, got, want in zip(("out", "grad value", "grad locations", "grad weights"), kernel, einops):
-        assert got.dtype == dtype, name
+        assert got.dtype == (dtype if name in ("out", "grad value") else torch.float32), name
         tol = 2 * eps * want.abs().max().clamp_min(1.0)
         assert (got.float() - want).abs().max() <= tol, name
 
 
 def test_torch_compile_of_a_module_using_the_op():
     (value, loc, weights, grad_out), shapes = make_inputs(torch.float32)
-    starts = level_start_index(shapes)
+    starts = level_starts(shapes)
     proj = torch.nn.Linear(value.shape[2] * value.shape[3], 8).to(DEVICE)
 
     def block(v, p, a):

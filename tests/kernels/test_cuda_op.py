@@ -8,19 +8,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddetr_edu.ops import cuda_backend, kernel_on_cpu, level_start_index, ms_deform_attn
+from ddetr_edu.ops import cuda_backend, kernel_on_cpu, ms_deform_attn
 
 needs_cpu_build = pytest.mark.skipif(not kernel_on_cpu.kernel_on_cpu_status()[0],
                                      reason="CPU build of the kernel unavailable (no C++ compiler?)")
 
 
+SHAPES = [4, 6, 3, 3]  # the op's flattened level sizes: (H_0, W_0, H_1, W_1)
+STARTS = [0, 24]
+
+
 def small_inputs(dtype=torch.float64, seed=0):
+    """value, spatial_shapes and level_start_index as the op takes them (ints), locations, weights."""
     gen = torch.Generator().manual_seed(seed)
-    shapes = torch.tensor([[4, 6], [3, 3]], dtype=torch.int64)
     value = torch.randn(2, 33, 2, 3, dtype=dtype, generator=gen)
     loc = torch.rand(2, 3, 2, 2, 2, 2, dtype=dtype, generator=gen) * 1.4 - 0.2
     weights = torch.rand(2, 3, 2, 2, 2, dtype=dtype, generator=gen)
-    return value, shapes, level_start_index(shapes), loc, weights
+    return value, SHAPES, STARTS, loc, weights
 
 
 def test_kernel_status_explains_why_not_available_without_gpu():
@@ -34,19 +38,19 @@ def test_kernel_status_explains_why_not_available_without_gpu():
 def test_cuda_backend_raises_with_reason_without_gpu():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    value, shapes, starts, loc, weights = small_inputs()
+    value, _, starts, loc, weights = small_inputs()
     _, reason = cuda_backend.kernel_status()
     with pytest.raises(RuntimeError, match="not available"):
-        cuda_backend.ms_deform_attn_cuda(value, shapes, starts, loc, weights)
+        cuda_backend.ms_deform_attn_cuda(value, [(4, 6), (3, 3)], starts, loc, weights)
     with pytest.raises(RuntimeError, match=reason.split(" (")[0]):
-        ms_deform_attn(value, shapes, loc, weights, backend="cuda")
+        ms_deform_attn(value, [(4, 6), (3, 3)], loc, weights, backend="cuda")
 
 
 def test_fake_implementation_gives_output_and_gradient_shapes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     with FakeTensorMode():
         value = torch.empty(2, 1000, 8, 32)
-        shapes, starts = torch.empty(4, 2, dtype=torch.int64), torch.empty(4, dtype=torch.int64)
+        shapes, starts = [25, 25, 13, 13, 7, 7, 4, 4], [0, 625, 794, 843]
         loc, weights = torch.empty(2, 300, 8, 4, 4, 2), torch.empty(2, 300, 8, 4, 4)
         out = torch.ops.ddetr_edu.ms_deform_attn(value, shapes, starts, loc, weights)
         grads = torch.ops.ddetr_edu.ms_deform_attn_backward(value, shapes, starts, loc, weights, out)
@@ -76,10 +80,9 @@ def test_opcheck_schema_fake_and_autograd_registration():
 class CoreModule(torch.nn.Module):
     """A module using the op between two ordinary layers, as MSDeformAttn would."""
 
-    def __init__(self, shapes: torch.Tensor):
+    def __init__(self, shapes: list[int], starts: list[int]):
         super().__init__()
-        self.register_buffer("shapes", shapes)
-        self.register_buffer("starts", level_start_index(shapes))
+        self.shapes, self.starts = shapes, starts
         self.proj = torch.nn.Linear(6, 6, dtype=torch.float64)
 
     def forward(self, value, loc, weights):
@@ -89,8 +92,8 @@ class CoreModule(torch.nn.Module):
 
 @needs_cpu_build
 def test_torch_compile_traces_the_op_forward_and_backward():
-    value, shapes, _, loc, weights = small_inputs()
-    module = CoreModule(shapes)
+    value, shapes, starts, loc, weights = small_inputs()
+    module = CoreModule(shapes, starts)
     compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
     eager_leaves = [t.clone().requires_grad_() for t in (value, loc, weights)]
     compiled_leaves = [t.clone().requires_grad_() for t in (value, loc, weights)]
@@ -105,11 +108,11 @@ def test_torch_compile_traces_the_op_forward_and_backward():
 @needs_cpu_build
 def test_op_on_cpu_equals_einops_including_half_inputs():
     value, shapes, starts, loc, weights = small_inputs(torch.float32)
-    want = ms_deform_attn(value, shapes, loc, weights, backend="einops")
+    want = ms_deform_attn(value, [(4, 6), (3, 3)], loc, weights, backend="einops")
     got = torch.ops.ddetr_edu.ms_deform_attn(value, shapes, starts, loc, weights)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    bf16 = [t.bfloat16() for t in (value, loc, weights)]
-    got16 = torch.ops.ddetr_edu.ms_deform_attn(bf16[0], shapes, starts, bf16[1], bf16[2])
-    want16 = ms_deform_attn(bf16[0], shapes, bf16[1], bf16[2], backend="einops")
+    bf16 = value.bfloat16()  # mixed precision: bf16 values, float32 locations and weights
+    got16 = torch.ops.ddetr_edu.ms_deform_attn(bf16, shapes, starts, loc, weights)
+    want16 = ms_deform_attn(bf16, [(4, 6), (3, 3)], loc, weights, backend="einops")
     assert got16.dtype == torch.bfloat16
     torch.testing.assert_close(got16.float(), want16.float(), atol=1e-2, rtol=1e-2)

@@ -1,5 +1,5 @@
 """The backends compute one operator: einops, loop and grid_sample agree on random inputs,
-half precision works, and the einops backend's query chunks do not change the result."""
+and half precision works."""
 from __future__ import annotations
 
 import warnings
@@ -7,7 +7,6 @@ import warnings
 import pytest
 import torch
 
-import ddetr_edu.ops.msda_einops as msda_einops
 from ddetr_edu.ops import ms_deform_attn
 
 
@@ -85,32 +84,6 @@ def test_auto_picks_einops_on_cpu_without_warning(core_inputs):
         default = ms_deform_attn(*inputs.args())
     einops = ms_deform_attn(*inputs.args(), backend="einops")
     assert torch.equal(auto, einops) and torch.equal(default, einops)
-
-
-def chunk_setting():
-    """(name, units per query) of the einops backend's chunk size: CHUNK_POINTS counts sample
-    points (N*M*L*K per query), the older CHUNK_ROWS gathered corner rows (4 per point)."""
-    for name, corners in (("CHUNK_POINTS", 1), ("CHUNK_ROWS", 4)):
-        if hasattr(msda_einops, name):
-            return name, corners
-    raise AssertionError("msda_einops has neither CHUNK_POINTS nor CHUNK_ROWS")
-
-
-@pytest.mark.parametrize("queries_per_chunk", [1, 2, 6])
-def test_query_chunks_do_not_change_the_result(core_inputs, monkeypatch, queries_per_chunk):
-    """Chunks of 1, 2 and 6 of the 13 queries (the last chunk shorter) give the default result."""
-    n, lq, m, l, k = 2, 13, 2, 3, 2
-    inputs = core_inputs(n=n, lq=lq, m=m, d=3, k=k, shapes=((4, 6), (3, 2), (1, 1)), seed=8)
-    upstream = torch.randn(n, lq, m * 3, dtype=torch.float64)
-    default = forward_backward(inputs, "einops", upstream)
-    name, corners = chunk_setting()
-    monkeypatch.setattr(msda_einops, name, queries_per_chunk * n * m * l * k * corners)
-    chunks = msda_einops._query_chunks(n, m, lq, l, k)
-    assert [c.stop - c.start for c in chunks[:-1]] == [queries_per_chunk] * (len(chunks) - 1)
-    assert chunks[-1].stop == lq
-    chunked = forward_backward(inputs, "einops", upstream)
-    for name, a, b in zip(("output", "grad value", "grad locations", "grad weights"), default, chunked):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-13, msg=name)
 
 
 def test_no_queries_give_an_empty_output(core_inputs):

@@ -31,7 +31,8 @@ BAD_CORE_INPUTS = {
     "value rank 3": (replaced(0, torch.randn(2, 30, 8)), r"value must have 4 dimensions \(N, S, M, D\), got shape \(2, 30, 8\)"),
     "locations rank 5": (replaced(2, torch.rand(2, 3, 2, 2, 2)), r"sampling_locations must have 6 dimensions"),
     "weights rank 4": (replaced(3, torch.rand(2, 3, 2, 4)), r"attention_weights must have 5 dimensions"),
-    "spatial_shapes rank 1": (replaced(1, torch.tensor([4, 6])), r"spatial_shapes must have 2 dimensions"),
+    "spatial_shapes rank 1": (replaced(1, torch.tensor([4, 6])), r"spatial_shapes must have shape \(L, 2\) .*got \(2,\)"),
+    "spatial_shapes not pairs": (replaced(1, [4, 6]), r"spatial_shapes must be \(L, 2\)"),
     "value not a tensor": (replaced(0, [[1.0]]), r"value must be a torch.Tensor"),
     # wrong shape
     "spatial_shapes (L, 3)": (replaced(1, torch.tensor([[4, 6, 1], [3, 2, 1]])), r"spatial_shapes must have shape \(L, 2\)"),
@@ -47,7 +48,18 @@ BAD_CORE_INPUTS = {
     "K of weights": (replaced(3, torch.rand(2, 3, 2, 2, 3)), r"attention_weights must have shape"),
     # dtypes and devices
     "float64 locations, float32 value": (replaced(2, torch.rand(2, 3, 2, 2, 2, 2, dtype=torch.float64)),
-                                         r"sampling_locations has dtype torch.float64 but value has torch.float32"),
+                                         r"attention_weights has dtype torch.float32 but sampling_locations has torch.float64"),
+    "float64 locations and weights, float32 value": (
+        [torch.randn(2, 30, 2, 4), SHAPES, torch.rand(2, 3, 2, 2, 2, 2, dtype=torch.float64),
+         torch.rand(2, 3, 2, 2, 2, dtype=torch.float64)],
+        r"value has dtype torch.float32 but sampling_locations torch.float64"),
+    "bfloat16 value, float64 locations": (
+        [torch.randn(2, 30, 2, 4, dtype=torch.bfloat16), SHAPES, torch.rand(2, 3, 2, 2, 2, 2, dtype=torch.float64),
+         torch.rand(2, 3, 2, 2, 2, dtype=torch.float64)],
+        r"value has dtype torch.bfloat16 but sampling_locations torch.float64; use one dtype, or float16/bfloat16"),
+    "bfloat16 locations, float32 value": (
+        replaced(2, torch.rand(2, 3, 2, 2, 2, 2, dtype=torch.bfloat16)),
+        r"attention_weights has dtype torch.float32 but sampling_locations has torch.bfloat16"),
     "float64 weights": (replaced(3, torch.rand(2, 3, 2, 2, 2, dtype=torch.float64)), r"attention_weights has dtype"),
     "integer value": (replaced(0, torch.ones(2, 30, 2, 4, dtype=torch.int64)), r"value must be a floating point tensor"),
     "locations on meta": (replaced(2, torch.empty(2, 3, 2, 2, 2, 2, device="meta")),
@@ -92,7 +104,7 @@ BAD_MODULE_INPUTS = {
     "reference last axis 3": ({"reference_points": torch.rand(2, 3, 2, 3)}, r"reference_points must end in 2 .* or 4"),
     "reference levels": ({"reference_points": torch.rand(2, 3, 3, 2)}, r"reference_points .*must be 2 \(n_levels\)"),
     "reference queries": ({"reference_points": torch.rand(2, 4, 2, 2)}, r"reference_points .*must be 3 \(Lq of query\)"),
-    "spatial_shapes levels": ({"spatial_shapes": torch.tensor([[5, 6]])}, r"spatial_shapes .*must be 2 \(n_levels\)"),
+    "spatial_shapes levels": ({"spatial_shapes": torch.tensor([[5, 6]])}, r"spatial_shapes has 1 levels .*n_levels = 2"),
     "spatial_shapes sum": ({"spatial_shapes": torch.tensor([[5, 6], [3, 2]])}, r"spatial_shapes .*is 36, but value has S = 30"),
     "padding_mask shape": ({"padding_mask": torch.zeros(2, 29, dtype=torch.bool)}, r"padding_mask must have shape \(N, S\) = \(2, 30\)"),
     "padding_mask dtype": ({"padding_mask": torch.zeros(2, 30)}, r"padding_mask must be bool"),

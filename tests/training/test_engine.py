@@ -1,6 +1,8 @@
 """The engine: NaN stops training cleanly, evaluation and the logbook, guards on bad settings."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -103,11 +105,20 @@ def test_training_lowers_the_loss(tmp_path):
     assert epochs[-1]["train_loss"] < 0.8 * epochs[0]["train_loss"]
 
 
-def test_amp_on_cpu_is_refused():
+def test_fp16_on_cpu_is_refused_bf16_runs():
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        autocast_context("bf16", torch.device("cpu"))
+        autocast_context("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="amp must be None"):
         TrainConfig(amp="fp8")
+    with autocast_context("bf16", torch.device("cpu")):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+
+
+def test_bf16_amp_training_runs_end_to_end_on_cpu(tmp_path):
+    cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 2, "amp": "bf16"})
+    train_loop(_model(), DetectionLoss(NUM_CLASSES), TinyBoxes(4), None, collate, cfg, tmp_path, verbose=False)
+    epochs = read_log(tmp_path / "log.jsonl", "epoch")
+    assert len(epochs) == 2 and all(math.isfinite(e["train_loss"]) for e in epochs)
 
 
 def test_skip_first_drops_the_done_batches():

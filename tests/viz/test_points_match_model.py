@@ -48,7 +48,7 @@ def _by_hand(module, seen):
         weights = module.attention_weights(query).view(n, lq, m, l * k).softmax(-1).view(n, lq, m, l, k)
     ref = ref[:, :, None, :, None, :]  # (N, Lq, 1, L, 1, 2|4)
     if ref.shape[-1] == 2:
-        size = torch.stack([seen["shapes"][:, 1], seen["shapes"][:, 0]], -1).float()  # (L, 2) (W, H)
+        size = torch.tensor([[w, h] for h, w in seen["shapes"]], dtype=torch.float32)  # (L, 2) (W, H); shapes: ((H, W), ...) ints
         locations = ref + offsets / size[None, None, None, :, None, :]
     else:
         locations = ref[..., :2] + offsets / k * ref[..., 2:] * 0.5
