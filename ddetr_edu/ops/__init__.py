@@ -6,7 +6,8 @@
 - ``MSDeformAttn``: projections, offsets, attention weights around the core.
 """
 from .bilinear import bilinear_corners
-from .dispatch import BACKENDS, cuda_kernel_status, ms_deform_attn
+from .cuda_backend import kernel_status as cuda_kernel_status  # (usable, reason)
+from .dispatch import BACKENDS, ms_deform_attn
 from .levels import LevelSizes, level_sizes, level_start_index, level_starts
 from .msdeformattn import MSDeformAttn, star_offsets
 

@@ -50,7 +50,7 @@ def padded_pixel(x: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
     return (u0 + 1).to(torch.int64), u - u0, inside
 
 
-def bilinear_corners(x: Tensor, y: Tensor, height, width) -> Corners:
+def bilinear_corners(x: Tensor, y: Tensor, height: int, width: int) -> Corners:
     """Normalised points x, y (any shape P) on H x W maps -> their top-left corners in the padded
     maps and the four corner weights."""
     u0, fu, _ = padded_pixel(x, width)

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from .checks import check_core_inputs
-from .levels import SpatialShapes, level_sizes, token_starts
+from .cuda_backend import kernel_status, kernel_usable, ms_deform_attn_op
+from .levels import LevelSizes, SpatialShapes, level_sizes, token_starts
 from .msda_einops import ms_deform_attn_einops
 from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
@@ -17,26 +18,11 @@ from .precision import autocast_off
 BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda")
 
 
-def cuda_kernel_status() -> tuple[bool, str]:
-    """(usable, reason): whether the optional CUDA kernel can run, and why not."""
-    try:
-        from . import cuda_backend
-    except ImportError as err:  # the kernel glue is optional
-        return False, f"the CUDA backend module could not be imported ({err})"
-    return cuda_backend.kernel_status()
-
-
-# The two questions below are answered once per process (the kernel is built or loaded at most
-# once) and are constants to torch.compile, which runs them while tracing instead of tracing them.
-@torch.compiler.assume_constant_result
-def _kernel_usable() -> bool:
-    return cuda_kernel_status()[0]
-
-
 @torch.compiler.assume_constant_result
 def _auto_uses_kernel() -> bool:
-    """"auto" on CUDA tensors: True when the kernel runs; else warns (once) why not."""
-    usable, reason = cuda_kernel_status()
+    """"auto" on CUDA tensors: True when the kernel runs; else warns (once) why not. Answered
+    once per process and a constant to torch.compile, like ``kernel_usable``."""
+    usable, reason = kernel_status()
     if not usable:
         warnings.warn(f"ddetr_edu: CUDA kernel not used, falling back to the grid_sample backend: {reason}",
                       RuntimeWarning, stacklevel=2)
@@ -53,8 +39,8 @@ def resolve_backend(backend: str, value: Tensor) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cuda":
-        if not _kernel_usable():
-            raise RuntimeError(f"backend='cuda' is not available: {cuda_kernel_status()[1]}")
+        if not kernel_usable():
+            raise RuntimeError(f"backend='cuda' is not available: {kernel_status()[1]}")
         if not value.is_cuda:
             raise RuntimeError(f"backend='cuda' needs CUDA tensors, got tensors on {value.device}")
         return "cuda"
@@ -90,14 +76,23 @@ def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locati
 
     Mixed precision: locations and weights share one dtype; ``value`` has it too or is
     float16/bfloat16 with float32 locations and weights (what ``MSDeformAttn`` gives under
-    ``torch.autocast``). Every backend samples and sums in the locations' precision and
-    returns value's dtype. The core runs outside autocast: its dtypes are this contract.
+    ``torch.autocast``). Every backend samples and sums in float32 (float64 for float64
+    inputs) and returns value's dtype. The core runs outside autocast: its dtypes are this
+    contract.
 
     Returns:
         (N, Lq, M*D) in value's dtype, channel m*D + d (head-major).
     """
     sizes = level_sizes(spatial_shapes)
     starts = token_starts(level_start_index, sizes)
+    return ms_deform_attn_on_levels(value, sizes, starts, sampling_locations, attention_weights, backend)
+
+
+def ms_deform_attn_on_levels(value: Tensor, sizes: LevelSizes, starts: tuple[int, ...],
+                             sampling_locations: Tensor, attention_weights: Tensor,
+                             backend: str = "auto") -> Tensor:
+    """``ms_deform_attn`` with the level geometry already as Python ints (from ``level_sizes``
+    and ``token_starts``), as ``MSDeformAttn`` has it: checks the tensors and runs the backend."""
     check_core_inputs(value, sizes, sampling_locations, attention_weights)
     chosen = resolve_backend(backend, value)
     with autocast_off(value.device):
@@ -107,6 +102,5 @@ def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locati
             return ms_deform_attn_loop(value, sizes, sampling_locations, attention_weights)
         if chosen == "grid_sample":
             return ms_deform_attn_grid_sample(value, sizes, sampling_locations, attention_weights)
-        from .cuda_backend import ms_deform_attn_op
         return ms_deform_attn_op(value, [x for hw in sizes for x in hw], list(starts),
                                  sampling_locations, attention_weights)

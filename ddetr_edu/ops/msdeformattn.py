@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .checks import expect_rank, expect_size
-from .dispatch import ms_deform_attn
+from .dispatch import ms_deform_attn_on_levels
 from .levels import LevelSizes, SpatialShapes, level_sizes, small_tensor, token_starts
 from .precision import autocast_off
 
@@ -150,7 +150,7 @@ class MSDeformAttn(nn.Module):
             v = v.masked_fill(padding_mask[..., None], 0.0)
         v = rearrange(v, "n s (m d) -> n s m d", m=self.n_heads)
         locations, weights = self.sampling(query, reference_points, sizes)  # float32 under autocast
-        out = self.output_proj(ms_deform_attn(v, sizes, locations, weights, self.backend, starts))
+        out = self.output_proj(ms_deform_attn_on_levels(v, sizes, starts, locations, weights, self.backend))
         if return_sampling:
             return out, locations, weights
         return out

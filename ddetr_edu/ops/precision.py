@@ -20,9 +20,8 @@ def check_dtypes(value: Tensor, sampling_locations: Tensor, attention_weights: T
     """The mixed-precision contract of the core.
 
     Locations and weights share one floating dtype. ``value`` has that dtype too, or, for mixed
-    precision, float16/bfloat16 with float32 locations and weights: a location rounded to bf16
-    is off by up to 0.3 px on a 167-pixel-wide map, so locations never go below float32. The
-    output has value's dtype. Any other mix (float64 with float32, say) is a ValueError.
+    precision, float16/bfloat16 with float32 locations and weights. Any other mix (float64 with
+    float32, say) is a ValueError naming both dtypes; so is a device mismatch.
     """
     for name, t in (("value", value), ("sampling_locations", sampling_locations),
                     ("attention_weights", attention_weights)):
