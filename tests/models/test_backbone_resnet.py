@@ -12,7 +12,7 @@ from ddetr_edu.models.backbone import Backbone
 from ddetr_edu.models.resnet import ResNet, load_pretrained_backbone, load_resnet_state_dict
 
 torch.set_num_threads(2)
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+SHARED = Path(__file__).resolve().parents[1] / "fixtures"
 REFERENCE = SHARED / "reference"
 FIXTURE = REFERENCE / "official_small_multiscale_refine_twostage.pt"
 OFFICIAL_PREFIX = "backbone.0.body."
@@ -70,7 +70,7 @@ def test_resnet18_names_and_shapes():
 def test_resnet50_keys_equal_official_backbone_keys():
     tsv = REFERENCE / "official_keys" / "multiscale.tsv"
     if not tsv.exists():
-        pytest.skip(f"shared reference data not found at {tsv}")
+        pytest.fail(f"reference data missing: {tsv}")
     official = []
     for line in tsv.read_text().splitlines():
         name, shape, _ = line.split("\t")
@@ -134,7 +134,7 @@ def test_stem_and_layer1_frozen_when_training():
 def test_resnet50_matches_official_channel_means():
     """Official weights (fill rule, seed 0) -> C3, C4, C5 spatial means equal the official ones."""
     if not FIXTURE.exists():
-        pytest.skip(f"shared reference fixture not found at {FIXTURE}")
+        pytest.fail(f"reference fixture missing: {FIXTURE}")
     fixture = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     keys = [k for k in fixture["keys"] if k[0].startswith(OFFICIAL_PREFIX)]
     official = _fill_weights_module().fill_official_state_dict(keys, seed=fixture["seed"])

@@ -10,7 +10,7 @@ from ddetr_edu.config import BackboneConfig
 from ddetr_edu.models.backbone import Backbone, build_backbone, downsample_mask
 
 torch.set_num_threads(2)
-FIXTURE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+FIXTURE = (Path(__file__).resolve().parents[1] / "fixtures" / "reference"
            / "official_small_multiscale_refine_twostage.pt")
 
 
@@ -122,7 +122,7 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path):
 def test_masks_give_official_valid_ratios():
     """Valid ratios from our per-level masks equal the official ones stored in the fixture."""
     if not FIXTURE.exists():
-        pytest.skip(f"shared reference fixture not found at {FIXTURE}")
+        pytest.fail(f"reference fixture missing: {FIXTURE}")
     fixture = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     mask = fixture["samples_mask"]  # (2, 160, 224)
     shapes = fixture["extras"]["spatial_shapes"].tolist()  # 3 backbone levels + the extra C6 level

@@ -1,6 +1,6 @@
 """Our detector equals the official Deformable DETR on the stored fixtures.
 
-Every ``official_*.pt`` file in the shared reference folder is one case: the model is built from
+Every ``official_*.pt`` file in tests/fixtures/reference/ is one case: the model is built from
 the fixture's ``args`` only (nothing here knows the variant), filled with the fixture's weight
 rule through our official-checkpoint converter, and run on the fixture's padded 2-image batch.
 
@@ -21,13 +21,14 @@ import torch
 from ddetr_edu.checkpoints import config_from_official_args, load_official_checkpoint
 from ddetr_edu.models import postprocess
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
 FIXTURES = sorted(REFERENCE.glob("official_*.pt"))
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not FIXTURES, reason=f"no official_*.pt fixtures in {REFERENCE}"),
-]
+pytestmark = pytest.mark.slow
+
+
+def test_the_fixtures_are_in_the_repository():
+    assert FIXTURES, f"no official_*.pt fixtures in {REFERENCE}"
 
 LOGITS_TOL = 1e-4
 BOXES_TOL = 1e-5

@@ -10,7 +10,7 @@ import torch
 
 from ddetr_edu.ops import MSDeformAttn, level_start_index, ms_deform_attn, star_offsets
 
-OFFICIAL_KEYS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "official_keys" / "multiscale.tsv"
+OFFICIAL_KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "official_keys" / "multiscale.tsv"
 SHAPES = torch.tensor([[6, 8], [3, 4], [2, 2]], dtype=torch.int64)  # (L, 2) rows (H, W)
 S = int((SHAPES[:, 0] * SHAPES[:, 1]).sum())
 

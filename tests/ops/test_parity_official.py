@@ -1,6 +1,6 @@
 """Every backend equals the official pure-PyTorch core on the shared float64 fixture.
 
-The fixture (/work/shared/reference/msda_core_fixture.pt, README section 3) holds the official
+The fixture (tests/fixtures/reference/msda_core_fixture.pt, its README section 3) holds the official
 ``ms_deform_attn_core_pytorch`` output and the gradients of ``(output * upstream).sum()`` for
 three cases, about 30% of the points outside the maps.
 """
@@ -13,14 +13,14 @@ import torch
 
 from ddetr_edu.ops import level_start_index, ms_deform_attn
 
-FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "msda_core_fixture.pt"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "msda_core_fixture.pt"
 TOLERANCE = 1e-10  # float64; the backends differ from the official one by summation order only
 
 
 @pytest.fixture(scope="module")
 def fixture():
     if not FIXTURE.exists():
-        pytest.skip(f"shared reference data not found at {FIXTURE.resolve()}")
+        pytest.fail(f"reference fixture missing: {FIXTURE.resolve()}")
     data = torch.load(FIXTURE, weights_only=True)
     assert data["format_version"] == 1 and data["dtype"] == "float64"
     assert len(data["cases"]) == 3

@@ -23,7 +23,7 @@ from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.evolution import plot_evolution_frames, save_evolution_gif
 from ddetr_edu.viz.recording import HISTORY_FILE, SamplingRecorder, load_sampling_history
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
 OFFICIAL_FIXTURE = REFERENCE / "official_small_multiscale_refine_twostage.pt"
 KINDS = ("decoder", "encoder", "refinement", "summary")
 
@@ -163,7 +163,6 @@ def test_cli_bad_input_is_a_clear_error(run, tmp_path, capsys, bad):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not OFFICIAL_FIXTURE.is_file(), reason=f"no official fixture at {OFFICIAL_FIXTURE}")
 def test_cli_on_an_official_checkpoint(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("fill_weights", REFERENCE / "fill_weights.py")
     fill = importlib.util.module_from_spec(spec)
