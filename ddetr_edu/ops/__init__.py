@@ -1,6 +1,6 @@
 """Multi-scale deformable attention: the core operator, its backends and the module.
 
-- ``ms_deform_attn``: the core (sampling + weighted sum) with backends "einops" (CPU default),
+- ``ms_deform_attn``: the core (sampling + weighted sum) with backends "einops" (readable),
   "loop" (teaching oracle), "grid_sample" (the original reference formulation), "cuda"
   (optional kernel, see ``kernels/``) and "auto".
 - ``MSDeformAttn``: projections, offsets, attention weights around the core.

@@ -32,9 +32,9 @@ def _auto_uses_kernel() -> bool:
 def resolve_backend(backend: str, value: Tensor) -> str:
     """Turn "auto" into a concrete backend for tensors like ``value``.
 
-    "auto" uses the kernel for CUDA tensors when it is built; on a GPU without it, grid_sample
-    (the fastest of the others there), with one warning saying why; on the CPU, einops. "cuda"
-    raises if the kernel cannot be used.
+    "auto" uses the kernel for CUDA tensors when it is built; otherwise grid_sample, the fastest
+    of the others on a GPU and on the CPU (with one warning saying why when the tensors are on a
+    GPU). "cuda" raises if the kernel cannot be used.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -47,7 +47,7 @@ def resolve_backend(backend: str, value: Tensor) -> str:
     if backend != "auto":
         return backend
     if not value.is_cuda:
-        return "einops"
+        return "grid_sample"
     return "cuda" if _auto_uses_kernel() else "grid_sample"
 
 
@@ -68,9 +68,9 @@ def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locati
         sampling_locations: (N, Lq, M, L, K, 2) normalised (x, y), pixel-centre convention of
             ``grid_sample(align_corners=False)``; points outside the map read zeros.
         attention_weights: (N, Lq, M, L, K), usually softmaxed over (L, K) per head.
-        backend: "auto" (kernel on GPU when built, else grid_sample on GPU, einops on CPU),
-            "einops", "loop" (slow oracle), "grid_sample" (the original reference formulation)
-            or "cuda".
+        backend: "auto" (the kernel on a GPU when it is built, else grid_sample), "einops"
+            (the readable one), "loop" (slow oracle), "grid_sample" (the original reference
+            formulation) or "cuda".
         level_start_index: (L,) first token of each level (tensor or ints), checked against
             ``spatial_shapes``; None computes it.
 

@@ -76,14 +76,14 @@ def test_half_precision_inputs_work(core_inputs, dtype):
     assert float((out.float() - full).abs().max()) <= 16 * unit * float(full.abs().max())
 
 
-def test_auto_picks_einops_on_cpu_without_warning(core_inputs):
+def test_auto_picks_grid_sample_on_cpu_without_warning(core_inputs):
     inputs = core_inputs(seed=6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         auto = ms_deform_attn(*inputs.args(), backend="auto")
         default = ms_deform_attn(*inputs.args())
-    einops = ms_deform_attn(*inputs.args(), backend="einops")
-    assert torch.equal(auto, einops) and torch.equal(default, einops)
+    grid_sample = ms_deform_attn(*inputs.args(), backend="grid_sample")
+    assert torch.equal(auto, grid_sample) and torch.equal(default, grid_sample)
 
 
 def test_no_queries_give_an_empty_output(core_inputs):
