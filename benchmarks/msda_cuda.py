@@ -43,17 +43,19 @@ SIZES = (BenchSize("encoder"), BenchSize("decoder", queries=300))
 
 
 def make_inputs(size: BenchSize, dtype: torch.dtype, device: torch.device):
-    """value (N, S, M, D), spatial_shapes (L, 2), locations (N, Lq, M, L, K, 2), weights (N, Lq, M, L, K)."""
-    shapes = torch.tensor(LEVELS, dtype=torch.int64, device=device)
-    tokens = int((shapes[:, 0] * shapes[:, 1]).sum())
+    """value (N, S, M, D) in dtype, the level sizes as ints, locations (N, Lq, M, L, K, 2) and
+    weights (N, Lq, M, L, K) in float32 for half dtypes (the mixed-precision contract, what the
+    detector passes under autocast), else in dtype."""
+    tokens = sum(h * w for h, w in LEVELS)
     lq = size.queries or tokens
+    coord = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     gen = torch.Generator(device=device).manual_seed(0)
     value = torch.randn(size.batch, tokens, size.heads, size.channels, device=device, dtype=dtype, generator=gen)
-    loc = torch.rand(size.batch, lq, size.heads, len(LEVELS), size.points, 2, device=device, dtype=dtype,
+    loc = torch.rand(size.batch, lq, size.heads, len(LEVELS), size.points, 2, device=device, dtype=coord,
                      generator=gen)
     logits = torch.randn(size.batch, lq, size.heads, len(LEVELS) * size.points, device=device, generator=gen)
-    weights = logits.softmax(-1).view(size.batch, lq, size.heads, len(LEVELS), size.points).to(dtype)
-    return value, shapes, loc, weights
+    weights = logits.softmax(-1).view(size.batch, lq, size.heads, len(LEVELS), size.points).to(coord)
+    return value, LEVELS, loc, weights
 
 
 def compulsory_bytes(value, loc, weights, backward: bool) -> int:
