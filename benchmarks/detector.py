@@ -49,13 +49,13 @@ def _small_train(backend: str):
     import torch
 
     from ddetr_edu.checkpoints import config_from_official_args, load_official_checkpoint
-    from ddetr_edu.config import apply_overrides
+    from ddetr_edu.config import with_overrides
 
     fixture = torch.load(FIXTURE, map_location="cpu", weights_only=True)
     spec = importlib.util.spec_from_file_location("fill_weights", REFERENCE / "fill_weights.py")
     fill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fill)
-    cfg = apply_overrides(config_from_official_args(fixture["args"]), attention_backend=backend)
+    cfg = with_overrides(config_from_official_args(fixture["args"]), {"attention_backend": backend})
     official = fill.fill_official_state_dict(fixture["keys"], fixture["seed"])
     model = load_official_checkpoint({"model": official}, config=cfg).train()
     images, masks = fixture["samples_tensor"], fixture["samples_mask"]

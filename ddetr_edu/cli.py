@@ -16,13 +16,18 @@ This module only turns strings into config dataclasses and calls library functio
 in the library takes an argparse namespace. Each command is a ``Command`` in :data:`COMMANDS`
 (name, help, a function adding its arguments, a function running it), so more commands (e.g.
 ``visualize``) are added by appending one entry.
+
+Bad input (an argument, a ``--set`` value, a missing data folder, checkpoint or image) is a
+:class:`UsageError`: one line on stderr and exit code 2. The commands check their input inside
+``with usage_errors():``, which turns the library's ValueError / FileNotFoundError there into a
+UsageError; any other exception (a bug) keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import sys
-import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,61 +43,61 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+class UsageError(Exception):
+    """Bad input at the command line; ``main`` prints its one-line message and exits with 2."""
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Inside the block a ValueError or FileNotFoundError is about the user's input: a UsageError."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from error
+
+
 def _split_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    """["a=1", "b=x"] -> {"a": "1", "b": "x"}; a pair without "=" is a ValueError."""
+    """["a=1", "b=x"] -> {"a": "1", "b": "x"}; a pair without "=" is a UsageError."""
     result = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise UsageError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         result[key.strip()] = value.strip()
     return result
 
 
-def _model_field_types() -> dict[str, Any]:
-    """Every ModelConfig field name (top level and backbone/transformer parts) -> its type."""
-    from ddetr_edu.config import BackboneConfig, ModelConfig, TransformerConfig
-
-    types: dict[str, Any] = {}
-    for cls in (ModelConfig, BackboneConfig, TransformerConfig):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name not in ("backbone", "transformer"):
-                types[f.name] = hints[f.name]
-    return types
-
-
-def split_overrides(pairs: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Route ``--set`` pairs to the model config (converted values) or the training config (strings).
+def split_overrides(pairs: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Route ``--set`` pairs to the model config or the training config: (model, train) strings.
 
     ``model.KEY=V`` and ``train.KEY=V`` say where explicitly; a bare ``KEY`` goes to whichever
-    config has that field (a name in both is a ValueError asking for the prefix).
+    config has that field (a name in both is a UsageError asking for the prefix). The values stay
+    strings; :func:`ddetr_edu.config.with_overrides` parses them by the field's type.
     """
-    from ddetr_edu.training.config import TrainConfig, parse_value, field_names
+    from ddetr_edu.config import ModelConfig, config_fields
+    from ddetr_edu.training.config import TrainConfig
 
-    model_types = _model_field_types()
-    train_fields = field_names(TrainConfig)
-    model_values: dict[str, Any] = {}
-    train_values: dict[str, str] = {}
+    known = {"model": sorted(config_fields(ModelConfig)), "train": sorted(config_fields(TrainConfig))}
+    routed: dict[str, dict[str, str]] = {"model": {}, "train": {}}
     for key, value in _split_pairs(pairs).items():
         where, _, name = key.rpartition(".")
         if where not in ("", "model", "train"):
-            raise ValueError(f"--set {key}: prefix must be 'model.' or 'train.', got {where!r}")
-        in_model, in_train = name in model_types, name in train_fields
-        if where == "model" or (not where and in_model and not in_train):
-            if not in_model:
-                raise ValueError(f"--set {key}: ModelConfig has no field {name!r}; known: {sorted(model_types)}")
-            model_values[name] = parse_value(value, model_types[name], f"ModelConfig.{name}")
-        elif where == "train" or (not where and in_train and not in_model):
-            if not in_train:
-                raise ValueError(f"--set {key}: TrainConfig has no field {name!r}; known: {sorted(train_fields)}")
-            train_values[name] = value
-        elif in_model and in_train:
-            raise ValueError(f"--set {key}: both configs have {name!r}; write model.{name} or train.{name}")
-        else:
-            raise ValueError(f"--set {key}: no config has a field {name!r}; model fields: {sorted(model_types)}; "
-                             f"training fields: {sorted(train_fields)}")
-    return model_values, train_values
+            raise UsageError(f"--set {key}: prefix must be 'model.' or 'train.', got {where!r}")
+        owners = [config for config, names in known.items() if name in names and where in ("", config)]
+        if len(owners) == 2:
+            raise UsageError(f"--set {key}: both configs have {name!r}; write model.{name} or train.{name}")
+        if not owners:
+            searched = [config for config in known if where in ("", config)]
+            listing = "; ".join(f"{config} fields: {', '.join(known[config])}" for config in searched)
+            missing = f"the {where} config has no field" if where else "no config has a field"
+            raise UsageError(f"--set {key}: {missing} {name!r}; {listing}")
+        routed[owners[0]][name] = value
+    return routed["model"], routed["train"]
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given on the command line (not None) as typed overrides: {"epochs": 3}."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 # ----------------------------------------------------------------------------------- make-shapes
@@ -106,15 +111,15 @@ def _add_make_shapes(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_make_shapes(args: argparse.Namespace) -> int:
+    from ddetr_edu.config import with_overrides
     from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
     from ddetr_edu.demo import DEMO_SHAPES
-    from ddetr_edu.training.config import with_overrides
 
-    config = DEMO_SHAPES if args.demo else ShapesConfig()
-    overrides = _split_pairs(args.set)
-    if args.seed is not None:
-        overrides["seed"] = str(args.seed)
-    config = with_overrides(config, overrides)
+    overrides = {**_split_pairs(args.set), **_given(seed=args.seed)}
+    if args.workers < 0:
+        raise UsageError(f"--workers: expected >= 0, got {args.workers}")
+    with usage_errors():
+        config = with_overrides(DEMO_SHAPES if args.demo else ShapesConfig(), overrides)
     paths = make_shapes_dataset(args.out, config, num_workers=args.workers)
     print(f"wrote {config.num_train} train and {config.num_val} val images to {paths.root}")
     return 0
@@ -139,33 +144,39 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 
 
 def train_configs(args: argparse.Namespace):
-    """(ModelConfig, TrainConfig) from the presets / checkpoint and the overrides of ``args``."""
-    from ddetr_edu.config import apply_overrides, config_from_dict, get_preset
-    from ddetr_edu.training.checkpoint import load_checkpoint
-    from ddetr_edu.training.config import TrainConfig, train_preset, with_overrides
+    """(ModelConfig, TrainConfig) from the presets / checkpoint and the overrides of ``args``.
+
+    Bad input (a --set value, a config that fails validation, an unreadable --resume checkpoint)
+    is a :class:`UsageError`.
+    """
+    from ddetr_edu.checkpoints import load_checkpoint
+    from ddetr_edu.config import config_from_dict, get_preset, with_overrides
+    from ddetr_edu.training.config import TrainConfig, train_preset
 
     model_values, train_values = split_overrides(args.set)
-    if args.epochs is not None:
-        train_values["epochs"] = str(args.epochs)
-    if args.batch_size is not None:
-        train_values["batch_size"] = str(args.batch_size)
-    if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
-        model_cfg = config_from_dict(checkpoint["model_config"])
-        train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
-    else:
-        model_cfg = get_preset(args.preset)
-        train_cfg = train_preset(args.train_preset or ("shapes_cpu" if args.preset == "shapes_cpu" else "coco"))
-    return apply_overrides(model_cfg, **model_values), with_overrides(train_cfg, train_values)
+    train_values |= _given(epochs=args.epochs, batch_size=args.batch_size)
+    with usage_errors():
+        if args.resume is not None:
+            checkpoint = load_checkpoint(args.resume)
+            model_cfg = config_from_dict(checkpoint["model_config"])
+            train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
+        else:
+            model_cfg = get_preset(args.preset)
+            train_cfg = train_preset(args.train_preset or ("shapes_cpu" if args.preset == "shapes_cpu" else "coco"))
+        return with_overrides(model_cfg, model_values), with_overrides(train_cfg, train_values)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from ddetr_edu.training.distributed import init_from_env, rank_zero_print, shutdown
     from ddetr_edu.training.engine import resolve_device
+    from ddetr_edu.data.folders import find_data
     from ddetr_edu.training.fit import fit
 
     model_cfg, train_cfg = train_configs(args)
-    context = init_from_env(resolve_device(train_cfg.device).type)
+    with usage_errors():
+        find_data(args.data)  # the data folder's layout, before any process group or model exists
+        device = resolve_device(train_cfg.device)
+    context = init_from_env(device.type)
     try:
         result = fit(model_cfg, train_cfg, args.data, args.out, resume=args.resume)
     finally:
@@ -208,35 +219,37 @@ def official_postprocess(category_id_to_label: dict[int, int]):
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ddetr_edu.checkpoints import load_official_checkpoint
-    from ddetr_edu.config import config_from_dict
+    from ddetr_edu.checkpoints import load_official_checkpoint, read_checkpoint
+    from ddetr_edu.config import config_from_dict, with_overrides
+    from ddetr_edu.data.folders import build_datasets, find_data
     from ddetr_edu.models import build_detector
-    from ddetr_edu.training.checkpoint import load_checkpoint
-    from ddetr_edu.training.config import TrainConfig, train_preset, with_overrides
-    from ddetr_edu.training.fit import build_datasets, check_classes, evaluate_model
+    from ddetr_edu.training.config import TrainConfig, train_preset
+    from ddetr_edu.training.fit import check_classes, evaluate_model
 
-    _, train_values = split_overrides(args.set)
-    if args.batch_size is not None:
-        train_values["batch_size"] = str(args.batch_size)
-    if args.max_images is not None:
-        train_values["max_eval_images"] = str(args.max_images)
-    postprocess = None
-    try:
-        checkpoint = load_checkpoint(args.checkpoint)
-    except ValueError:
-        checkpoint = None  # not ours: try the official format
-    if checkpoint is not None:
-        model_cfg = config_from_dict(checkpoint["model_config"])
+    model_values, train_values = split_overrides(args.set)
+    if model_values:
+        raise UsageError(f"--set {', '.join(model_values)}: eval takes the model from --checkpoint; "
+                         f"--set changes training fields only")
+    train_values |= _given(batch_size=args.batch_size, max_eval_images=args.max_images)
+    with usage_errors():  # the checkpoint file, the --set values, the data folder
+        kind, checkpoint = read_checkpoint(args.checkpoint)  # "ddetr_edu" or "official"
+        if kind == "official":
+            model, model_cfg, train_cfg = load_official_checkpoint(checkpoint), None, train_preset("coco")
+        else:
+            model_cfg = config_from_dict(checkpoint["model_config"])
+            train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
+        train_cfg = with_overrides(train_cfg, train_values)
+        find_data(args.data)
+    if kind == "ddetr_edu":
         model = build_detector(model_cfg)
         model.load_state_dict(checkpoint["model"])
-        train_cfg = with_overrides(TrainConfig.from_dict(checkpoint["train_config"]), train_values)
-        _, val_set = build_datasets(args.data, train_cfg)
-        check_classes(model_cfg, val_set)
-    else:
-        model = load_official_checkpoint(args.checkpoint)
-        train_cfg = with_overrides(train_preset("coco"), train_values)
-        _, val_set = build_datasets(args.data, train_cfg)
+    _, val_set = build_datasets(args.data, train_cfg)
+    postprocess = None
+    if model_cfg is None:
         postprocess = official_postprocess(val_set.category_id_to_label)
+    else:
+        with usage_errors():  # a checkpoint trained on fewer classes than the data has
+            check_classes(model_cfg, val_set)
     metrics, _ = evaluate_model(model, val_set, train_cfg, postprocess=postprocess)
     print(metrics.table)
     return 0
@@ -282,16 +295,56 @@ def _add_visualize(parser: argparse.ArgumentParser) -> None:
 
 def _run_visualize(args: argparse.Namespace) -> int:
     from ddetr_edu.training.engine import resolve_device
-    from ddetr_edu.viz.pipeline import VisualizeOptions, visualize_files
+    from ddetr_edu.viz.pipeline import VisualizeOptions, draw_visualization, prepare_visualization
 
     if args.head != "all" and not args.head.isdigit():
-        raise ValueError(f"--head: expected 'all' or a head number (0, 1, ...), got {args.head!r}")
-    options = VisualizeOptions(layer=args.layer, head=None if args.head == "all" else int(args.head),
-                               top_k=args.top_k, score_threshold=args.score_threshold,
-                               query_level=args.query_level)
-    paths = visualize_files(args.checkpoint, args.image, args.out, options,
-                            device=str(resolve_device(args.device)), short_side=args.size)
-    print("\n".join(f"wrote {path}" for path in paths))
+        raise UsageError(f"--head: expected 'all' or a head number (0, 1, ...), got {args.head!r}")
+    with usage_errors():  # the options, the device, the image files, the checkpoint
+        options = VisualizeOptions(layer=args.layer, head=None if args.head == "all" else int(args.head),
+                                   top_k=args.top_k, score_threshold=args.score_threshold,
+                                   query_level=args.query_level)
+        prepared = prepare_visualization(args.checkpoint, args.image, options, resolve_device(args.device),
+                                         args.size)
+    written = draw_visualization(prepared, args.out)
+    print("\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- export
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a ddetr_edu checkpoint, or an official Deformable DETR .pth")
+    parser.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
+                        help="input size fixed in the graph (default: the checkpoint's evaluation "
+                             "scale, square)")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per call, fixed in the graph")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from ddetr_edu.onnx_export import compare_with_onnxruntime, export_onnx, require_export_extra
+    from ddetr_edu.viz.loading import load_detector
+
+    try:
+        require_export_extra()
+    except ImportError as error:
+        raise UsageError(str(error)) from error
+
+    if args.out.exists() and not (args.overwrite and args.out.is_file()):
+        raise UsageError(f"--out {args.out} exists; choose another file or pass --overwrite (files only)")
+    with usage_errors():
+        detector = load_detector(args.checkpoint)
+        size = tuple(args.size) if args.size else (detector.transforms.eval_scale,) * 2
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        path = export_onnx(detector.model, args.out, image_size=size, batch_size=args.batch_size)
+    images = torch.randn(args.batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
+    error = compare_with_onnxruntime(detector.model, path, images)  # a random batch: no image needed
+    print(f"wrote {path} (input images ({args.batch_size}, 3, {size[0]}, {size[1]}), outputs scores and "
+          f"boxes); onnxruntime vs PyTorch on random input: scores {error['scores']:.1e}, "
+          f"boxes {error['boxes']:.1e}")
     return 0
 
 
@@ -302,6 +355,7 @@ COMMANDS: list[Command] = [
     Command("demo", "shapes data, CPU training, COCO table and pictures", _add_demo, _run_demo),
     Command("visualize", "pictures of the sampling points (decoder, encoder, refinement)", _add_visualize,
             _run_visualize),
+    Command("export", "the detector as an ONNX graph, checked with onnxruntime", _add_export, _run_export),
 ]
 
 
@@ -316,22 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; returns the exit code (2 for bad input, 130 for Ctrl-C)."""
+    """Parse ``argv`` and run the command; returns the exit code: 2 for bad input (a UsageError),
+    1 for a non-finite loss, 130 for Ctrl-C. Any other exception propagates with its traceback."""
     from ddetr_edu.training.engine import NonFiniteLossError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except UsageError as error:  # bad input; any other exception is a bug and keeps its traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
 
 
-__all__ = ["Command", "COMMANDS", "split_overrides", "train_configs", "official_postprocess", "build_parser", "main"]
+__all__ = ["UsageError", "usage_errors", "Command", "COMMANDS", "split_overrides", "train_configs", "official_postprocess", "build_parser", "main"]

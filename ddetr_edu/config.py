@@ -17,18 +17,26 @@ Presets (``get_preset(name, **overrides)``):
 
 (* the single-scale number of Table 2 is with K=1; the released single-scale model uses K=4.)
 
-Field names are unique across the three dataclasses, so an override names a field directly:
-``get_preset("multiscale", num_classes=2, d_model=128, arch="resnet18")``.
+Overrides, one mechanism for every config dataclass (this one, ``TrainConfig``, ``ShapesConfig``):
+:func:`with_overrides` replaces fields named flat, typed values or strings parsed by the field's
+type (the command line's ``--set``). Field names are unique across the three dataclasses here, so
+``get_preset("multiscale", num_classes=2, d_model=128, arch="resnet18")`` needs no paths.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+from ddetr_edu.ops import BACKENDS as ATTENTION_BACKENDS  # the attention core's backends
+
+C = TypeVar("C")  # a config dataclass
 
 BACKBONE_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "small_cnn")
-ATTENTION_BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda")
 
 
 @dataclass
@@ -154,37 +162,104 @@ _PRESETS = {
 PRESET_NAMES = tuple(_PRESETS)
 
 
-def _field_owners() -> dict[str, str]:
-    """override name -> "" (ModelConfig) or the sub-config attribute holding it."""
-    owners = {f.name: "" for f in dataclasses.fields(ModelConfig)}
-    for part, cls in (("backbone", BackboneConfig), ("transformer", TransformerConfig)):
-        for f in dataclasses.fields(cls):
-            owners[f.name] = part
-    return owners
+def config_fields(config_type: type) -> dict[str, tuple[tuple[str, ...], Any]]:
+    """Flat field name -> (attribute path, resolved annotation), for a dataclass type.
+
+    A field holding a dataclass is listed itself and so are its own fields, by their own names:
+    for :class:`ModelConfig`, ``"transformer" -> (("transformer",), TransformerConfig)`` and
+    ``"d_model" -> (("transformer", "d_model"), int)``. A name met twice is a TypeError.
+    """
+    fields: dict[str, tuple[tuple[str, ...], Any]] = {}
+
+    def add(name: str, path: tuple[str, ...], annotation: Any) -> None:
+        if name in fields:
+            raise TypeError(f"{config_type.__name__}: field name {name!r} is both "
+                            f"{'.'.join(fields[name][0])} and {'.'.join(path)}")
+        fields[name] = (path, annotation)
+
+    hints = typing.get_type_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        annotation = hints[f.name]
+        add(f.name, (f.name,), annotation)
+        if dataclasses.is_dataclass(annotation):
+            for name, (path, inner) in config_fields(annotation).items():
+                add(name, (f.name, *path), inner)
+    return fields
 
 
-def apply_overrides(cfg: ModelConfig, **overrides: Any) -> ModelConfig:
-    """A new config with the named fields replaced (validation runs again)."""
-    owners = _field_owners()
-    unknown = sorted(set(overrides) - set(owners))
-    if unknown:
-        raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(owners)}")
-    parts: dict[str, dict[str, Any]] = {"": {}, "backbone": {}, "transformer": {}}
+def parse_value(text: str, annotation: Any, where: str) -> Any:
+    """The string ``text`` as a value of the resolved type ``annotation``; ``where`` names the field.
+
+    int, float, str, bool (true/false, yes/no, on/off, 1/0), ``Literal`` choices, tuples
+    (``"8,16,32"``) and optional fields (``"none"`` -> None).
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None
+        if text.lower() in ("none", "null", ""):
+            return None
+        return parse_value(text, next(a for a in args if a is not type(None)), where)
+    if origin is Literal:
+        if text not in args:
+            raise ValueError(f"{where}: expected one of {list(args)}, got {text!r}")
+        return text
+    if origin is tuple:
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        return tuple(parse_value(p, args[0] if args else str, where) for p in parts)
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{where}: expected a boolean (true/false), got {text!r}")
+    if annotation in (int, float, str):
+        try:
+            return annotation(text)
+        except ValueError:
+            raise ValueError(f"{where}: expected {annotation.__name__}, got {text!r}") from None
+    raise ValueError(f"{where}: a field of type {annotation!r} cannot be set from a string")
+
+
+def _replace_paths(config: Any, changes: dict[tuple[str, ...], Any]) -> Any:
+    """``dataclasses.replace`` along attribute paths: ``{("transformer", "d_model"): 64}``."""
+    direct = {path[0]: value for path, value in changes.items() if len(path) == 1}
+    nested: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, value in changes.items():
+        if len(path) > 1:
+            nested.setdefault(path[0], {})[path[1:]] = value
+    for name, inner in nested.items():  # a part given whole and field by field: fields win
+        direct[name] = _replace_paths(direct.get(name, getattr(config, name)), inner)
+    return dataclasses.replace(config, **direct)
+
+
+def with_overrides(config: C, overrides: Mapping[str, Any]) -> C:
+    """A copy of the dataclass ``config`` with the named fields replaced; validation runs again.
+
+    Names are flat (see :func:`config_fields`): ``{"d_model": 128, "arch": "resnet18"}`` on a
+    :class:`ModelConfig` reaches into its parts. A ``str`` value is parsed by the field's
+    annotation (``{"lr": "1e-4", "two_stage": "true", "small_cnn_channels": "8,16,16,32"}``, as
+    ``--set`` gives them); any other value is used as it is. An unknown name is a ValueError that
+    lists the known ones. The result shares no mutable part with ``config``.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"with_overrides: expected a dataclass instance, got {type(config).__name__}")
+    kind = type(config).__name__
+    fields = config_fields(type(config))
+    changes = {}
     for name, value in overrides.items():
-        parts[owners[name]][name] = value
-    top = dict(parts[""])
-    for part in ("backbone", "transformer"):
-        if parts[part]:
-            base = top.get(part, getattr(cfg, part))
-            top[part] = dataclasses.replace(base, **parts[part])
-    return dataclasses.replace(copy.deepcopy(cfg), **top)
+        if name not in fields:
+            raise ValueError(f"{kind} has no field {name!r}; known fields: {', '.join(sorted(fields))}")
+        path, annotation = fields[name]
+        if isinstance(value, str):
+            value = parse_value(value, annotation, f"{kind}.{name}")
+        changes[path] = value
+    return _replace_paths(copy.deepcopy(config), changes)
 
 
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
-    """A fresh ModelConfig of the named preset, with optional field overrides."""
+    """A fresh ModelConfig of the named preset, with optional field overrides (:func:`with_overrides`)."""
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESET_NAMES)}")
-    return apply_overrides(_PRESETS[name](), **overrides)
+    return with_overrides(_PRESETS[name](), overrides)
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:

@@ -27,12 +27,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ddetr_edu.config import ModelConfig, config_to_dict, get_preset
+from ddetr_edu.checkpoints import load_checkpoint
+from ddetr_edu.data.folders import build_datasets
 from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
-from ddetr_edu.training.checkpoint import load_checkpoint
 from ddetr_edu.training.config import TrainConfig, train_preset
-from ddetr_edu.training.fit import build_datasets, evaluate_model, fit
-from ddetr_edu.training.logbook import save_curves
+from ddetr_edu.training.fit import evaluate_model, fit
 from ddetr_edu.training.loop import LAST
+from ddetr_edu.viz.curves import save_curves
 
 # The demo's data: small images and fewer, larger objects than the data module's defaults, so
 # that two CPU cores train a detector to AP >= 0.5 in minutes. 2000 distinct training images
@@ -114,22 +115,29 @@ def detection_figure(dataset, detections: list[dict[str, Any]], indices: list[in
     return figure
 
 
-def _resume_point(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Path | None:
-    """``checkpoint_last.pth`` of an earlier demo run with the same configs, if any."""
+def _resume_point(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                  report: Callable[[str], None]) -> Path | None:
+    """``checkpoint_last.pth`` of an earlier demo run with the same configs, if any; when there
+    is one that cannot be continued, ``report`` says why the demo starts afresh."""
     last = run_dir / LAST
     if not last.is_file():
         return None
     try:
         checkpoint = load_checkpoint(last)
-    except (ValueError, RuntimeError):
+    except ValueError as error:
+        report(f"starting afresh: cannot continue from {last}: {error}")
         return None
 
     def plain(values: dict) -> Any:  # tuples and lists compare equal after a JSON round trip
         return json.loads(json.dumps(values))
 
-    same_model = plain(checkpoint["model_config"]) == plain(config_to_dict(model_cfg))
-    same_train = plain(checkpoint["train_config"]) == plain(train_cfg.to_dict())
-    return last if same_model and same_train else None
+    differ = [name for name, saved, wanted in (
+        ("model", checkpoint["model_config"], config_to_dict(model_cfg)),
+        ("training", checkpoint["train_config"], train_cfg.to_dict())) if plain(saved) != plain(wanted)]
+    if differ:
+        report(f"starting afresh: {last} was trained with another {' and '.join(differ)} configuration")
+        return None
+    return last
 
 
 def run_demo(
@@ -153,7 +161,7 @@ def run_demo(
         report(f"writing the shapes dataset to {data_dir} ({shapes.num_train} train, {shapes.num_val} val images)")
         make_shapes_dataset(data_dir, shapes, num_workers=min(2, os.cpu_count() or 1))
 
-    resume = _resume_point(run_dir, model_cfg, train_cfg)
+    resume = _resume_point(run_dir, model_cfg, train_cfg, report)
     if resume is None and (run_dir / "log.jsonl").exists():
         (run_dir / "log.jsonl").unlink()  # a fresh run starts a fresh logbook
     report(f"training {'(continuing ' + str(resume) + ')' if resume else ''} into {run_dir}")

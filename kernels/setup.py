@@ -6,14 +6,14 @@ already installed, hence:
 
 Choose the GPU architectures with TORCH_CUDA_ARCH_LIST, e.g. TORCH_CUDA_ARCH_LIST="8.0;9.0".
 It installs one module, ``ddetr_edu_msda_cuda``, which ``ddetr_edu.ops.cuda_backend`` imports first.
+The sources are the package's own, ``ddetr_edu/ops/csrc/`` (the ones the first-use build compiles).
 """
 from pathlib import Path
 
 from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
-HERE = Path(__file__).resolve().parent
-CSRC = HERE / "csrc"
+CSRC = Path(__file__).resolve().parents[1] / "ddetr_edu" / "ops" / "csrc"
 
 setup(
     name="ddetr-edu-msda-cuda",
@@ -22,8 +22,7 @@ setup(
     ext_modules=[
         CUDAExtension(
             name="ddetr_edu_msda_cuda",
-            sources=[str((CSRC / "msda_binding.cpp").relative_to(HERE)),
-                     str((CSRC / "msda_kernel.cu").relative_to(HERE))],
+            sources=[str(CSRC / "msda_binding.cpp"), str(CSRC / "msda_kernel.cu")],
             include_dirs=[str(CSRC)],
             extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
         )

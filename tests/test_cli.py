@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from ddetr_edu.cli import main, official_postprocess, split_overrides
-from ddetr_edu.config import get_preset
+from ddetr_edu.cli import UsageError, main, official_postprocess, split_overrides
+from ddetr_edu.config import get_preset, with_overrides
 from ddetr_edu.data.shapes import ShapesConfig
-from ddetr_edu.training.config import train_preset, with_overrides
+from ddetr_edu.training.config import TrainConfig, train_preset
 
 TINY_SHAPES = ["--set", "num_train=4", "--set", "num_val=2", "--set", "image_size=32",
                "--set", "min_size=8", "--set", "max_size=16", "--set", "max_objects=2"]
@@ -57,25 +57,69 @@ def test_train_eval_and_resume_through_the_cli(shapes_dir, tmp_path, capsys):
     assert "AP " in table and "AP_S" in table and "AP per class" in table
 
 
-def test_bad_input_gives_exit_code_2_and_a_message(shapes_dir, tmp_path, capsys):
-    assert main(["train", "--data", str(shapes_dir), "--out", str(tmp_path), "--set", "no_such_field=1"]) == 2
-    assert "no config has a field 'no_such_field'" in capsys.readouterr().err
-    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
-    assert "no dataset found" in capsys.readouterr().err
-    assert main(["eval", "--checkpoint", str(tmp_path / "none.pth"), "--data", str(shapes_dir)]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["train", "--set", "no_such_field=1"], "no config has a field 'no_such_field'; model fields: "),
+    (["train", "--set", "d_model=wide"], "ModelConfig.d_model: expected int, got 'wide'"),
+    (["train", "--set", "d_model=100"], "d_model: expected a multiple of 32"),  # config validation
+    (["train", "--set", "lr"], "--set expects key=value"),
+    (["train", "--data", "{tmp}/missing"], "no dataset found under"),
+    (["train", "--resume", "{tmp}/none.pth"], "checkpoint not found"),
+    (["eval", "--checkpoint", "{tmp}/none.pth"], "checkpoint not found"),
+    (["eval", "--checkpoint", "{tmp}/none.pth", "--set", "d_model=64"], "eval takes the model from --checkpoint"),
+    (["make-shapes", "--set", "num_train=-1"], "num_train/num_val must be >= 0"),
+])
+def test_bad_input_gives_exit_code_2_and_one_line(shapes_dir, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    if args[0] != "make-shapes" and "--data" not in args:
+        args += ["--data", str(shapes_dir)]
+    args += ["--out", str(tmp_path / "out")] if args[0] != "eval" else []
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    assert not (tmp_path / "out").exists()  # nothing was started
 
 
-def test_overrides_are_routed_and_typed():
+@pytest.mark.parametrize("bug", [TypeError, ValueError])
+def test_a_bug_inside_training_keeps_its_traceback(shapes_dir, tmp_path, monkeypatch, bug):
+    import ddetr_edu.training.loop as loop
+
+    def broken(*args, **kwargs):
+        raise bug("a bug deep inside training")
+
+    monkeypatch.setattr(loop, "build_optimizer", broken)  # called by fit(), after all input checks
+    with pytest.raises(bug, match="a bug deep inside training"):
+        main(["train", "--data", str(shapes_dir), "--out", str(tmp_path / "run"), "--epochs", "1",
+              *_sets(TINY_MODEL), *_sets(TINY_TRAIN)])
+
+
+def test_overrides_are_routed_as_strings_and_typed_by_the_config():
     model, train = split_overrides(["d_model=64", "lr=1e-3", "two_stage=true", "train.seed=5",
-                                    "small_cnn_channels=8,16,16,32", "max_steps_per_epoch=none"])
-    assert model == {"d_model": 64, "two_stage": True, "small_cnn_channels": (8, 16, 16, 32)}
+                                    "model.small_cnn_channels=8,16,16,32", "max_steps_per_epoch=none"])
+    assert model == {"d_model": "64", "two_stage": "true", "small_cnn_channels": "8,16,16,32"}
     assert train == {"lr": "1e-3", "seed": "5", "max_steps_per_epoch": "none"}
     cfg = with_overrides(train_preset("coco"), train)
     assert (cfg.lr, cfg.seed, cfg.max_steps_per_epoch) == (1e-3, 5, None)
-    with pytest.raises(ValueError, match="expected int"):
-        split_overrides(["d_model=wide"])
-    with pytest.raises(ValueError, match="key=value"):
+    model_cfg = with_overrides(get_preset("multiscale_refine"), model)
+    assert model_cfg.transformer.d_model == 64 and model_cfg.two_stage is True
+    assert model_cfg.backbone.small_cnn_channels == (8, 16, 16, 32)
+    with pytest.raises(UsageError, match="the model config has no field 'lr'; model fields: "):
+        split_overrides(["model.lr=1"])
+    with pytest.raises(UsageError, match="prefix must be 'model.' or 'train.'"):
+        split_overrides(["data.lr=1"])
+    with pytest.raises(UsageError, match="key=value"):
         split_overrides(["d_model"])
+
+
+def test_a_name_in_both_configs_needs_its_prefix(monkeypatch):
+    import ddetr_edu.config as config
+
+    real = config.config_fields  # no name is in both today: give both configs a field "shared"
+    monkeypatch.setattr(config, "config_fields", lambda cls: {**real(cls), "shared": (("shared",), int)}
+                        if cls in (config.ModelConfig, TrainConfig) else real(cls))
+    with pytest.raises(UsageError, match="both configs have 'shared'; write model.shared or train.shared"):
+        split_overrides(["shared=1"])
+    assert split_overrides(["train.shared=1", "model.d_model=64"]) == ({"d_model": "64"}, {"shared": "1"})
 
 
 def test_official_postprocess_maps_coco_ids_to_contiguous_labels():
@@ -92,7 +136,7 @@ def test_demo_pipeline_writes_table_curves_and_pictures(tmp_path):
     from ddetr_edu.demo import run_demo, shapes_dataset_is_ready
 
     shapes = ShapesConfig(num_train=4, num_val=2, image_size=32, min_size=8, max_size=16, max_objects=2)
-    model_cfg = get_preset("shapes_cpu", **split_overrides(_sets(TINY_MODEL)[1::2])[0])
+    model_cfg = get_preset("shapes_cpu", **TINY_MODEL)  # strings are parsed by the field types
     train_cfg = with_overrides(train_preset("shapes_cpu"), {**TINY_TRAIN, "epochs": "2"})
     lines = []
     result = run_demo(tmp_path / "data", tmp_path / "run", shapes=shapes, model_cfg=model_cfg,

@@ -1,10 +1,14 @@
 """Presets, overrides and validation of the typed configuration."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from ddetr_edu.config import (PRESET_NAMES, ModelConfig, TransformerConfig, config_from_dict,
-                              config_to_dict, get_preset)
+from ddetr_edu.config import (PRESET_NAMES, BackboneConfig, ModelConfig, TransformerConfig, config_fields,
+                              config_from_dict, config_to_dict, get_preset, with_overrides)
+from ddetr_edu.data.shapes import ShapesConfig
+from ddetr_edu.training.config import train_preset
 
 
 def test_presets_match_the_released_variants():
@@ -41,8 +45,63 @@ def test_overrides_reach_nested_fields():
     cfg = get_preset("multiscale", num_classes=2, d_model=128, arch="resnet18", dilation=True)
     assert cfg.num_classes == 2 and cfg.transformer.d_model == 128
     assert cfg.backbone.arch == "resnet18" and cfg.backbone.dilation
-    with pytest.raises(ValueError, match="unknown config field"):
+    with pytest.raises(ValueError, match="ModelConfig has no field 'hidden_dim'; known fields: .*d_model"):
         get_preset("multiscale", hidden_dim=128)
+
+
+def test_with_overrides_takes_typed_values_and_strings_by_flat_name():
+    base = get_preset("multiscale")
+    typed = with_overrides(base, {"d_model": 128, "two_stage": True, "with_box_refine": True,
+                                  "small_cnn_channels": (8, 8, 16, 16), "pretrained_path": None})
+    parsed = with_overrides(base, {"d_model": "128", "two_stage": "true", "with_box_refine": "yes",
+                                   "small_cnn_channels": "8, 8, 16, 16", "pretrained_path": "none"})
+    assert typed == parsed
+    assert (typed.transformer.d_model, typed.backbone.small_cnn_channels) == (128, (8, 8, 16, 16))
+    assert base.transformer.d_model == 256 and not base.two_stage  # the input is left as it was
+    parsed.backbone.arch = "resnet18"  # no part is shared with the input either
+    assert base.backbone.arch == "resnet50"
+    whole = with_overrides(base, {"backbone": BackboneConfig(arch="resnet18"), "dilation": True})
+    assert whole.backbone.arch == "resnet18" and whole.backbone.dilation  # the part, then its field
+
+
+def test_with_overrides_on_other_config_dataclasses():
+    train = with_overrides(train_preset("coco"), {"lr": "1e-4", "epochs": 3, "amp": "bf16",
+                                                  "betas": "0.8,0.9", "max_steps_per_epoch": "none"})
+    assert (train.lr, train.epochs, train.amp, train.betas, train.max_steps_per_epoch) == (
+        1e-4, 3, "bf16", (0.8, 0.9), None)
+    shapes = with_overrides(ShapesConfig(), {"seed": 7, "num_train": "10", "noise_std": "0.5"})
+    assert (shapes.seed, shapes.num_train, shapes.noise_std) == (7, 10, 0.5)
+
+
+@pytest.mark.parametrize("config, overrides, match", [
+    (ModelConfig(), {"d_model": "wide"}, r"ModelConfig\.d_model: expected int, got 'wide'"),
+    (ModelConfig(), {"two_stage": "maybe"}, r"ModelConfig\.two_stage: expected a boolean"),
+    (ModelConfig(), {"backbone": "resnet18"}, r"ModelConfig\.backbone: a field of type .* cannot be set"),
+    (ModelConfig(), {"d_model": 100}, "multiple of 32"),  # validation runs again
+    (train_preset("coco"), {"amp": "fp8"}, r"TrainConfig\.amp: expected one of \['bf16', 'fp16'\]"),
+    (train_preset("coco"), {"d_model": "64"}, "TrainConfig has no field 'd_model'; known fields: amp, "),
+    (ShapesConfig(), {"num_train": -1}, "num_train"),
+])
+def test_with_overrides_errors_name_the_field(config, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        with_overrides(config, overrides)
+
+
+def test_config_fields_are_flat_and_unique():
+    fields = config_fields(ModelConfig)
+    assert fields["d_model"] == (("transformer", "d_model"), int)
+    assert fields["arch"] == (("backbone", "arch"), str) and fields["num_queries"] == (("num_queries",), int)
+    assert fields["transformer"] == (("transformer",), TransformerConfig)
+
+    @dataclasses.dataclass
+    class Clash:
+        transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+        dropout: float = 0.0  # also a TransformerConfig field
+
+    with pytest.raises(TypeError, match="'dropout' is both transformer.dropout and dropout"):
+        config_fields(Clash)
+    with pytest.raises(TypeError, match="dataclass instance"):
+        with_overrides(ModelConfig, {"d_model": 64})
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -3,7 +3,11 @@ packages, and the set-up commands the README promises exist."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +51,7 @@ def test_environment_yml_and_pyproject_list_the_same_packages():
 def test_makefile_pins_torch_and_installs_it_first():
     makefile = (ROOT / "Makefile").read_text()
     torch_line = makefile.index("pip install torch==$(TORCH_VERSION)")
-    package_line = makefile.index('pip install -e ".[test,book]"')
+    package_line = makefile.index('pip install -e ".[test,book,export]"')
     assert torch_line < package_line
     assert re.search(r"^TORCH_VERSION \?= 2\.13\.0$", makefile, re.M)
 
@@ -57,3 +61,34 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make demo" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M), ".ci/run must call exactly `make test`"
+
+
+def test_the_core_packages_import_without_plotting_or_notebook_packages():
+    # a fresh interpreter: this test process has imported matplotlib long ago
+    code = ("import sys, ddetr_edu, ddetr_edu.ops, ddetr_edu.models, ddetr_edu.config; "
+            "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"imported by the core packages: {result.stdout.strip()}"
+
+
+def test_the_wheel_ships_the_kernel_sources(tmp_path):
+    """A GPU user's first call builds the kernel from ``ddetr_edu/ops/csrc`` of the installed package
+    (``cuda_backend.KERNEL_SOURCES``): the wheel must carry every file there (package-data in
+    pyproject.toml). Built from a clean copy of the package: a stale build/ folder in the checkout
+    would put old files into the wheel. About 2 s."""
+    from ddetr_edu.ops import cuda_backend
+
+    csrc = ROOT / "ddetr_edu" / "ops" / "csrc"
+    assert cuda_backend.KERNEL_SOURCES == csrc  # looked up beside the module, not in the repository
+    assert all((csrc / name).exists() for name in cuda_backend._CUDA_SOURCES)
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "ddetr_edu", source / "ddetr_edu", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                             "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist())
+    wanted = {f"ddetr_edu/ops/csrc/{path.name}" for path in csrc.iterdir()}
+    assert len(wanted) >= 5 and wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ddetr_edu.checkpoints.reading import kind_of
 from ddetr_edu.checkpoints.safe_load import safe_torch_load
 from ddetr_edu.config import BackboneConfig, ModelConfig, TransformerConfig
 
@@ -96,7 +97,7 @@ def _drop_alias(sd: dict[str, Tensor], alias: str, original: str) -> None:
 
 def convert_official_state_dict(official: Mapping[str, Tensor], cfg: ModelConfig) -> OrderedDict:
     """Official ``'model'`` state dict -> our state dict for ``cfg`` (no key check against a model
-    here; ``load_official_state_dict`` does that)."""
+    here; :func:`load_converted_state_dict` does that)."""
     sd = OrderedDict(official)
     # ignore what the official loader ignores: profiler counters and BN step counters
     for key in [k for k in sd if k.endswith(("total_params", "total_ops", "num_batches_tracked"))]:
@@ -169,6 +170,10 @@ def load_official_checkpoint(source: str | os.PathLike | Mapping[str, Any],
     from ddetr_edu.models import build_detector  # the checkpoint layer sits above the models
 
     checkpoint = source if isinstance(source, Mapping) else safe_torch_load(source, map_location)
+    if kind_of(checkpoint) == "ddetr_edu":
+        where = "the dict" if isinstance(source, Mapping) else os.fspath(source)
+        raise ValueError(f"{where} is a ddetr_edu training checkpoint, not an official one; load it with "
+                         f"ddetr_edu.checkpoints.load_checkpoint (or ddetr_edu.viz.load_detector)")
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
         keys = list(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise ValueError(f"expected an official checkpoint dict with a 'model' entry, got {keys}")

@@ -1,5 +1,5 @@
-"""Data: the synthetic shapes dataset, COCO-format datasets, DETR's augmentations, batching
-with padding masks, and COCO evaluation.
+"""Data: the synthetic shapes dataset, COCO-format datasets and their folders, DETR's
+augmentations, batching with padding masks, the data loader, and COCO evaluation.
 
 Typical use::
 
@@ -10,9 +10,12 @@ Typical use::
     images, masks, targets = next(iter(loader))  # (n, 3, H, W), (n, H, W) True = padding, [dict]
 """
 from ddetr_edu.data.coco import CocoDetection, load_coco_annotations
-from ddetr_edu.data.collate import build_dataloader, collate_detection, seed_worker
-from ddetr_edu.data.evaluation import STAT_NAMES, CocoEvaluator, CocoMetrics, evaluate_detections
+from ddetr_edu.data.collate import collate_detection
+from ddetr_edu.data.evaluation import (STAT_NAMES, CocoEvaluator, CocoMetrics, coco_scorer, evaluate_detections,
+                                       score_detections)
+from ddetr_edu.data.folders import DataPaths, build_datasets, find_data, transform_config
 from ddetr_edu.data.images import load_rgb_image
+from ddetr_edu.data.loader import SkipFirst, build_dataloader
 from ddetr_edu.data.shapes import SHAPE_NAMES, ShapesConfig, ShapesPaths, draw_shapes_image, make_shapes_dataset
 from ddetr_edu.data.transforms import (
     Compose,
@@ -30,8 +33,9 @@ from ddetr_edu.data.transforms import (
 )
 
 __all__ = [
-    "CocoDetection", "load_coco_annotations", "build_dataloader", "collate_detection", "seed_worker",
-    "STAT_NAMES", "CocoEvaluator", "CocoMetrics", "evaluate_detections", "load_rgb_image",
+    "CocoDetection", "load_coco_annotations", "collate_detection", "STAT_NAMES", "CocoEvaluator", "CocoMetrics",
+    "coco_scorer", "evaluate_detections", "score_detections", "DataPaths", "build_datasets", "find_data",
+    "transform_config", "load_rgb_image", "SkipFirst", "build_dataloader",
     "SHAPE_NAMES", "ShapesConfig", "ShapesPaths", "draw_shapes_image", "make_shapes_dataset",
     "Compose", "RandomHorizontalFlip", "RandomResize", "RandomSelect", "RandomSizeCrop", "ToTensorNormalize",
     "TransformConfig", "build_eval_transforms", "build_train_transforms", "crop", "hflip", "resize",

@@ -2,7 +2,8 @@
 
 Classes come from the file's ``categories``, sorted by id and mapped to contiguous labels
 0..C-1 (COCO's ids run 1..90 with gaps); ``label_to_category_id`` keeps the way back for
-evaluation. Each item is ``(image (3, h, w) float32, target)`` with the target of TEAM.md:
+evaluation. Each item is ``(image (3, h, w) float32, target)`` with this target, the
+contract between the data, the losses and the evaluation:
 
     boxes      (T, 4) float32  cxcywh, normalised by the transformed image's (w, h)
     labels     (T,)   int64    contiguous 0..C-1
@@ -63,9 +64,9 @@ def load_coco_annotations(ann_file: str | os.PathLike) -> COCO:
 class CocoDetection(Dataset):
     """Images under `image_root` (``file_name`` is relative to it) and boxes from `ann_file`.
 
-    `transforms` maps (PIL image, target with xyxy pixel boxes) to (tensor, TEAM.md target);
-    None means `ToTensorNormalize` only (no resizing). `load_raw(i)` gives the untransformed
-    PIL image and xyxy pixel boxes, for drawing.
+    `transforms` maps (PIL image, target with xyxy pixel boxes) to (tensor, the target of the
+    module docstring); None means `ToTensorNormalize` only (no resizing). `load_raw(i)` gives
+    the untransformed PIL image and xyxy pixel boxes, for drawing.
     """
 
     def __init__(self, image_root: str | os.PathLike, ann_file: str | os.PathLike,

@@ -20,6 +20,11 @@ Usage::
     evaluator = CocoEvaluator(dataset.coco, dataset.label_to_category_id)
     evaluator.update({image_id: {"scores": (K,), "labels": (K,) contiguous, "boxes": (K, 4) xyxy pixels}})
     result = evaluator.compute()  # CocoMetrics: .stats dict, .table str, .per_class dict
+
+or, for a :class:`~ddetr_edu.data.coco.CocoDetection` and a list of detections,
+``score_detections(dataset, detections)``. Scoring runs in one process: under torch.distributed
+the detections are gathered first and rank 0 alone scores them
+(:func:`ddetr_edu.training.engine.evaluate`).
 """
 from __future__ import annotations
 
@@ -28,12 +33,15 @@ import copy
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+if TYPE_CHECKING:
+    from ddetr_edu.data.coco import CocoDetection
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR100", "AR_S", "AR_M", "AR_L")
 
@@ -99,19 +107,6 @@ class CocoEvaluator:
                                         "bbox": box, "score": float(score)})
             self.image_ids.add(image_id)
 
-    def gather_from_all_processes(self) -> None:
-        """Under torch.distributed, give every process the detections of all processes.
-
-        A collective call: every rank must call it (then any rank may `compute`). It is never
-        called implicitly, so that `compute` on rank 0 alone cannot hang.
-        """
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return
-        parts = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(parts, (self.detections, sorted(self.image_ids)))
-        self.detections = [d for part_detections, _ in parts for d in part_detections]
-        self.image_ids = {i for _, part_ids in parts for i in part_ids}
-
     def _load_results(self, detections: list[dict]) -> COCO:
         """A COCO object holding the detections (pycocotools' loadRes cannot take an empty list)."""
         results = COCO()
@@ -157,3 +152,24 @@ def evaluate_detections(coco_gt: COCO, label_to_category_id: Sequence[int],
     evaluator = CocoEvaluator(coco_gt, label_to_category_id, verbose=verbose)
     evaluator.update(predictions)
     return evaluator.compute()
+
+
+def score_detections(dataset: CocoDetection, detections: Sequence[Mapping[str, Any]]) -> CocoMetrics:
+    """COCO metrics of ``detections`` ([{"image_id", "scores", "labels", "boxes"}], the boxes xyxy
+    in pixels of the original image) on ``dataset``'s annotations."""
+    evaluator = CocoEvaluator(dataset.coco, dataset.label_to_category_id)
+    evaluator.update({d["image_id"]: d for d in detections})
+    return evaluator.compute()
+
+
+def coco_scorer(dataset: CocoDetection) -> Callable[[list[dict[str, Any]]], tuple[dict[str, float], str]]:
+    """``score(detections) -> (metrics, table)`` on ``dataset``, the form the training loop takes."""
+
+    def score(detections: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
+        metrics = score_detections(dataset, detections)
+        return metrics.stats, metrics.table
+
+    return score
+
+
+__all__ = ["STAT_NAMES", "CocoMetrics", "CocoEvaluator", "evaluate_detections", "score_detections", "coco_scorer"]

@@ -5,7 +5,8 @@ image is a PIL RGB image and ``target["boxes"]`` holds (T, 4) float32 **xyxy box
 the current image; the geometric transforms move the boxes with the pixels. The last step,
 `ToTensorNormalize`, turns the image into a (3, h, w) float32 tensor normalised with the
 ImageNet mean and std, and the boxes into **cxcywh normalised by the image's (w, h)**: the
-target format of TEAM.md ({"boxes", "labels", "image_id", "orig_size", "size"}).
+target format defined in :mod:`ddetr_edu.data.coco` ({"boxes", "labels", "image_id",
+"orig_size", "size"}).
 
 The training recipe (DETR, used unchanged by Deformable DETR):
 
@@ -13,7 +14,7 @@ The training recipe (DETR, used unchanged by Deformable DETR):
         resize the short side to a random scale (max size cap), or
         resize to one of a few scales, crop a random region, resize to a random scale.
 
-Randomness comes from torch's global RNG, so a seeded `DataLoader` (see `collate.py`) or
+Randomness comes from torch's global RNG, so a seeded `DataLoader` (see `loader.py`) or
 ``torch.manual_seed`` makes the augmentations reproducible.
 """
 from __future__ import annotations

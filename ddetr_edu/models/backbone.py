@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddetr_edu.config import BackboneConfig
+from ddetr_edu.models.inputs import check_images
 from ddetr_edu.models.resnet import RESNET_SPECS, ResNet, load_pretrained_backbone
 from ddetr_edu.models.small_cnn import SmallCNN
+
 
 def downsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     """(N, H, W) bool True=padding -> (N, h, w) bool, nearest-neighbour as the official code."""
@@ -74,18 +76,7 @@ class Backbone(nn.Module):
             param.requires_grad_(trainable)
 
     def forward(self, images: Tensor, masks: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
-        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images: expected shape (N, 3, H, W), got {shape}")
-        if not images.is_floating_point():
-            raise ValueError(f"images: expected a floating-point dtype, got {images.dtype}")
-        n, _, h, w = images.shape
-        if masks is None:
-            masks = torch.zeros(n, h, w, dtype=torch.bool, device=images.device)
-        elif not isinstance(masks, Tensor) or tuple(masks.shape) != (n, h, w) or masks.dtype != torch.bool:
-            got = (tuple(masks.shape), masks.dtype) if isinstance(masks, Tensor) else type(masks).__name__
-            raise ValueError(f"masks: expected bool of shape {(n, h, w)} (True = padding), got {got}")
-
+        masks = check_images(images, masks)  # (N, H, W) bool, all False when None
         features = self.body(images, self.return_levels)  # [(N, C_l, H_l, W_l)]
         return [(f, downsample_mask(masks, tuple(f.shape[-2:]))) for f in features]
 

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ddetr_edu.models.heads import predict_boxes
-from ddetr_edu.ops import LevelSizes, MSDeformAttn
+from ddetr_edu.models.heads import LayerHeads
+from ddetr_edu.ops import Levels, MSDeformAttn
 
 
 class DecoderLayer(nn.Module):
@@ -51,16 +51,15 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
-                spatial_shapes: LevelSizes, level_start_index: tuple[int, ...], padding_mask: Tensor | None,
-                return_sampling: bool = False):
+                levels: Levels, padding_mask: Tensor | None, return_sampling: bool = False):
         """tgt, query_pos (N, Q, C); reference_points (N, Q, L, 2|4) on the padded maps;
         memory (N, S, C); padding_mask (N, S) -> (N, Q, C) (and the sampling dict if asked)."""
         q = k = tgt + query_pos
         attended, _ = self.self_attn(q, k, tgt, need_weights=False)
         tgt = self.norm2(tgt + self.dropout2(attended))
 
-        attended = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes,
-                                   level_start_index, padding_mask, return_sampling=return_sampling)
+        attended = self.cross_attn(tgt + query_pos, reference_points, memory, levels,
+                                   padding_mask=padding_mask, return_sampling=return_sampling)
         sampling = None
         if return_sampling:
             attended, locations, weights = attended
@@ -94,34 +93,30 @@ class DeformableDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(**layer_kwargs) for _ in range(num_layers))
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor,
-                spatial_shapes: LevelSizes, level_start_index: tuple[int, ...], ratios: Tensor,
-                padding_mask: Tensor | None, class_heads: nn.ModuleList, box_heads: nn.ModuleList,
-                refine: bool, return_attention: bool = False) -> list[LayerPrediction]:
+    def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor, levels: Levels,
+                ratios: Tensor, padding_mask: Tensor | None, heads: LayerHeads,
+                return_attention: bool = False) -> list[LayerPrediction]:
         """
         Args:
             tgt, query_pos: (N, Q, C) query content and positional embedding.
             reference: (N, Q, 2) points or (N, Q, 4) boxes, valid-image coordinates in [0, 1].
             memory: (N, S, C) encoder output; padding_mask (N, S) True = padding.
-            spatial_shapes ((H_l, W_l), ...), level_start_index (start_l, ...): Python ints;
-            ratios (N, L, 2) valid ratios (w, h).
-            class_heads, box_heads: one head per layer (refine) or one shared head.
-            refine: iterative box refinement (the next reference is this layer's box, detached).
+            levels: the level geometry of ``memory``; ratios (N, L, 2) valid ratios (w, h).
+            heads: the detector's heads; with ``heads.refine`` (iterative box refinement) the next
+                reference is this layer's box, detached.
         Returns:
             one ``LayerPrediction`` per layer.
         """
         predictions = []
         for i, layer in enumerate(self.layers):
-            head = i if refine else 0
             # map the reference onto every level's padded map: (N, Q, 1, 2|4) * (N, 1, L, 2|4)
             scale = ratios if reference.shape[-1] == 2 else torch.cat([ratios, ratios], dim=-1)
             reference_on_levels = reference[:, :, None] * scale[:, None]  # (N, Q, L, 2|4)
-            out = layer(tgt, query_pos, reference_on_levels, memory, spatial_shapes,
-                        level_start_index, padding_mask, return_sampling=return_attention)
+            out = layer(tgt, query_pos, reference_on_levels, memory, levels, padding_mask,
+                        return_sampling=return_attention)
             tgt, sampling = out if return_attention else (out, None)
-            logits = class_heads[head](tgt)  # (N, Q, num_classes)
-            boxes = predict_boxes(box_heads[head], tgt, reference)  # (N, Q, 4)
+            logits, boxes = heads.predict(i, tgt, reference)  # (N, Q, num_classes), (N, Q, 4)
             predictions.append(LayerPrediction(tgt, reference, logits, boxes, sampling))
-            if refine:
+            if heads.refine:
                 reference = boxes.detach()  # the next layer refines this box
         return predictions

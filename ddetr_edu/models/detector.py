@@ -27,12 +27,11 @@ from torch import Tensor, nn
 
 from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.backbone import Backbone, downsample_mask
-from ddetr_edu.models.heads import make_heads
+from ddetr_edu.models.heads import LayerHeads, make_heads
 from ddetr_edu.models.input_proj import make_input_projections, project_levels
 from ddetr_edu.models.inputs import check_images, pad_images
 from ddetr_edu.models.position import PositionEmbeddingSine
 from ddetr_edu.models.transformer import DeformableTransformer
-from ddetr_edu.ops.levels import small_tensor
 
 
 class DeformableDETR(nn.Module):
@@ -72,13 +71,12 @@ class DeformableDETR(nn.Module):
         positions = [self.position(m).to(x.dtype) for x, m in zip(maps, level_masks)]
 
         query_embed = None if self.cfg.two_stage else self.query_embed.weight
-        out = self.transformer(maps, level_masks, positions, query_embed, self.class_embed,
-                               self.bbox_embed, self.cfg.with_box_refine, return_attention)
+        heads = LayerHeads(self.class_embed, self.bbox_embed, refine=self.cfg.with_box_refine)
+        out = self.transformer(maps, level_masks, positions, query_embed, heads, return_attention)
 
         if return_attention or return_intermediates:  # the official tensors, for the visualizer
-            device = out.memory.device
-            geometry = {"spatial_shapes": small_tensor(out.spatial_shapes, torch.int64, device),  # (L, 2)
-                        "level_start_index": small_tensor(out.level_start_index, torch.int64, device)}  # (L,)
+            spatial_shapes, start_index = out.levels.official(out.memory.device)  # (L, 2), (L,)
+            geometry = {"spatial_shapes": spatial_shapes, "level_start_index": start_index}
         last = out.layers[-1]
         result: dict = {"pred_logits": last.logits, "pred_boxes": last.boxes}
         if self.cfg.aux_loss:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ddetr_edu.ops import LevelSizes, MSDeformAttn
+from ddetr_edu.ops import Levels, MSDeformAttn
 
 
 def valid_ratios(mask: Tensor) -> Tensor:
@@ -40,14 +40,14 @@ def valid_ratios(mask: Tensor) -> Tensor:
     return torch.stack([valid_w.float() / width, valid_h.float() / height], dim=-1)
 
 
-def encoder_reference_points(spatial_shapes: list[tuple[int, int]], ratios: Tensor) -> Tensor:
+def encoder_reference_points(levels: Levels, ratios: Tensor) -> Tensor:
     """Pixel centres of every level, mapped onto every level's padded map.
 
-    spatial_shapes: [(H_l, W_l)] ints; ratios (N, L, 2) valid ratios (w, h)
+    levels: the level geometry; ratios (N, L, 2) valid ratios (w, h)
     -> (N, S, L, 2) normalised (x, y) reference points, ready for MSDeformAttn.
     """
     per_level = []
-    for level, (h, w) in enumerate(spatial_shapes):
+    for level, (h, w) in enumerate(levels.sizes):
         centre_y, centre_x = torch.meshgrid(
             torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=ratios.device),
             torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=ratios.device),
@@ -76,13 +76,12 @@ class EncoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: LevelSizes,
-                level_start_index: tuple[int, ...], padding_mask: Tensor | None,
-                return_sampling: bool = False):
+    def forward(self, x: Tensor, pos: Tensor, reference_points: Tensor, levels: Levels,
+                padding_mask: Tensor | None, return_sampling: bool = False):
         """x, pos (N, S, C); reference_points (N, S, L, 2); padding_mask (N, S) -> (N, S, C)
         (and the attention's locations (N, S, M, L, K, 2), weights (N, S, M, L, K) if asked)."""
-        attended = self.self_attn(x + pos, reference_points, x, spatial_shapes, level_start_index,
-                                  padding_mask, return_sampling=return_sampling)
+        attended = self.self_attn(x + pos, reference_points, x, levels, padding_mask=padding_mask,
+                                  return_sampling=return_sampling)
         sampling = None
         if return_sampling:
             attended, locations, weights = attended
@@ -99,19 +98,17 @@ class DeformableEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(**layer_kwargs) for _ in range(num_layers))
 
-    def forward(self, tokens: Tensor, pos: Tensor, spatial_shapes: LevelSizes, level_start_index: tuple[int, ...],
-                ratios: Tensor, padding_mask: Tensor | None, return_attention: bool = False):
-        """tokens, pos (N, S, C); spatial_shapes ((H_l, W_l), ...) and level_start_index
-        (start_l, ...) Python ints; ratios (N, L, 2); padding_mask (N, S)
-        -> memory (N, S, C), and a list per layer of {"locations", "weights"} (or None)."""
-        reference_points = encoder_reference_points(spatial_shapes, ratios)  # (N, S, L, 2)
+    def forward(self, tokens: Tensor, pos: Tensor, levels: Levels, ratios: Tensor,
+                padding_mask: Tensor | None, return_attention: bool = False):
+        """tokens, pos (N, S, C); levels: their level geometry; ratios (N, L, 2); padding_mask
+        (N, S) -> memory (N, S, C), and a list per layer of {"locations", "weights"} (or None)."""
+        reference_points = encoder_reference_points(levels, ratios)  # (N, S, L, 2)
         attention = [] if return_attention else None
         x = tokens
         for layer in self.layers:
             if return_attention:
-                x, sampling = layer(x, pos, reference_points, spatial_shapes, level_start_index,
-                                    padding_mask, return_sampling=True)
+                x, sampling = layer(x, pos, reference_points, levels, padding_mask, return_sampling=True)
                 attention.append(sampling)
             else:
-                x = layer(x, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
+                x = layer(x, pos, reference_points, levels, padding_mask)
         return x, attention

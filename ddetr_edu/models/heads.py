@@ -12,11 +12,15 @@ The box head is a 3-layer MLP whose output is an offset in inverse-sigmoid space
 where r is the reference: a point (cx, cy) (then only the centre is offset and w, h come from
 the MLP alone) or a box (cx, cy, w, h). Its last layer starts at zero, so the first prediction is
 the reference itself (with w = h = sigmoid(-2) ~ 0.12 for point references).
+
+The detector owns the heads (parameters ``class_embed.*`` and ``bbox_embed.*``, as official);
+``LayerHeads`` is how the decoder and the two-stage proposals call them.
 """
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +68,7 @@ def make_heads(d_model: int, num_classes: int, dec_layers: int, with_box_refine:
 
     * no refinement: one head of each kind, shared by every decoder layer;
     * refinement: one independent head per decoder layer (same initial values), plus, for
-      two-stage, one more at index ``dec_layers`` that scores the encoder proposals.
+      two-stage, one more at index ``dec_layers`` (the last) that scores the encoder proposals.
 
     Box-head bias init as official: for point references the first head's w, h bias is -2
     (boxes start at ~0.12 of the image); for two-stage every head starts at 0 (the references
@@ -95,3 +99,29 @@ def predict_boxes(box_head: nn.Module, hidden: Tensor, reference: Tensor) -> Ten
                          f"{tuple(reference.shape)}")
     unactivated = torch.cat([offset[..., :r] + inverse_sigmoid(reference), offset[..., r:]], dim=-1)
     return unactivated.sigmoid()
+
+
+@dataclass(frozen=True)
+class LayerHeads:
+    """The detector's heads as the decoder calls them: which head serves which decoder layer.
+
+    Not a module: it holds the detector's own ``ModuleList``s (``make_heads``), so the parameters
+    keep their official names ``class_embed.*`` / ``bbox_embed.*``. ``refine``: one head per
+    layer, and each layer's box becomes the next layer's reference (iterative box refinement);
+    otherwise every layer shares head 0.
+    """
+
+    class_heads: nn.ModuleList
+    box_heads: nn.ModuleList
+    refine: bool
+
+    def predict(self, layer: int, hidden: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
+        """Decoder layer ``layer``: hidden (N, Q, C), its reference (N, Q, 2|4)
+        -> logits (N, Q, num_classes), boxes (N, Q, 4) cxcywh in [0, 1]."""
+        i = layer if self.refine else 0
+        return self.class_heads[i](hidden), predict_boxes(self.box_heads[i], hidden, reference)
+
+    def score_proposals(self, memory: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
+        """Two-stage, with the extra (last) heads: memory (N, S, C), proposals (N, S, 4)
+        unactivated -> logits (N, S, num_classes), refined proposals (N, S, 4) unactivated."""
+        return self.class_heads[-1](memory), self.box_heads[-1](memory) + proposals

@@ -13,10 +13,10 @@ from torch import Tensor
 
 
 def check_images(images: Tensor, masks: Tensor | None) -> Tensor:
-    """Validate a batch; returns the masks (all False when None). Raises ValueError."""
+    """Validate a batch, images (N, 3, H, W) float and masks (N, H, W) bool or None; returns the
+    masks (all False when None). Raises ValueError. The detector and the backbone both use it."""
     if not isinstance(images, Tensor):
-        raise ValueError(f"images: expected a tensor (N, 3, H, W) or a list of (3, H, W), "
-                         f"got {type(images).__name__}")
+        raise ValueError(f"images: expected a tensor (N, 3, H, W), got {type(images).__name__}")
     if images.dim() != 4:
         raise ValueError(f"images: expected 4 dimensions (N, 3, H, W), got shape {tuple(images.shape)}")
     if images.shape[1] != 3:

@@ -19,12 +19,13 @@ with strict key checking (its ``fc.*`` classifier and ``num_batches_tracked`` co
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ddetr_edu.models.frozen_bn import FrozenBatchNorm2d
+from ddetr_edu.models.trunk import Trunk
 
 # blocks per stage, block type
 RESNET_SPECS: dict[str, tuple[tuple[int, int, int, int], str]] = {
@@ -91,7 +92,7 @@ class Bottleneck(nn.Module):
         return self.relu(y + shortcut)
 
 
-class ResNet(nn.Module):
+class ResNet(Trunk):
     """ResNet trunk without the classifier: image (N, 3, H, W) -> the requested stage outputs.
 
     Attributes:
@@ -121,7 +122,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_stage(block, 512, depths[3], stride=2, dilate=dilation)
         self.stage_channels = tuple(p * block.expansion for p in (64, 128, 256, 512))
         self.stage_strides = (4, 8, 16, 16 if dilation else 32)
-        self._init_weights()
+        self.init_convs()
 
     def _make_stage(self, block: type[nn.Module], planes: int, depth: int, stride: int,
                     dilate: bool = False) -> nn.Sequential:
@@ -140,27 +141,8 @@ class ResNet(nn.Module):
         blocks += [block(c_out, planes, 1, self._dilation) for _ in range(depth - 1)]
         return nn.Sequential(*blocks)
 
-    def _init_weights(self) -> None:
-        # He (Kaiming) init for convs, as torchvision; frozen BN starts as the identity.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-    @property
-    def stages(self) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential, nn.Sequential]:
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
-
-    def forward(self, images: Tensor, return_levels: Sequence[int] = (1, 2, 3, 4)) -> list[Tensor]:
-        """images (N, 3, H, W) -> [stage output (N, stage_channels[i-1], H / s_i, W / s_i) for i in
-        return_levels], stage numbers 1..4 as layer1..layer4 (layer2..4 = C3..C5)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (N, 64, H/4, W/4)
-        outputs: dict[int, Tensor] = {}
-        for level, stage in enumerate(self.stages, start=1):
-            if level > max(return_levels):
-                break  # later stages are not needed
-            x = stage(x)
-            outputs[level] = x
-        return [outputs[level] for level in return_levels]
+    def run_stem(self, images: Tensor) -> Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (N, 64, H/4, W/4)
 
 
 def load_resnet_state_dict(model: ResNet, state_dict: Mapping[str, Tensor]) -> None:

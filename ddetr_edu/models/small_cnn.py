@@ -1,6 +1,6 @@
 """A small CNN backbone (~0.8M parameters) for training from scratch on the CPU.
 
-Same contract as ``ResNet``: four stages with strides 4, 8, 16, 32 (stage 2..4 play the role of
+A ``Trunk`` like ``ResNet``: four stages with strides 4, 8, 16, 32 (stage 2..4 play the role of
 C3..C5), ``stage_channels``, ``stage_strides`` and ``forward(images, return_levels)``.
 Every conv is followed by GroupNorm and ReLU: GroupNorm's statistics are per image, so they work
 with the tiny batches a detector trains with (BatchNorm would need large batches, FrozenBN needs
@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ddetr_edu.models.trunk import Trunk
+
 
 def _conv_gn_relu(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -27,7 +29,7 @@ def _conv_gn_relu(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> 
     )
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Trunk):
     """images (N, 3, H, W) -> requested stage outputs (N, channels[i-1], H / s_i, W / s_i)."""
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 192), dilation: bool = False) -> None:
@@ -48,20 +50,7 @@ class SmallCNN(nn.Module):
         )
         self.stage_channels = (c1, c2, c3, c4)
         self.stage_strides = (4, 8, 16, 16 if dilation else 32)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.init_convs()
 
-    @property
-    def stages(self) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential, nn.Sequential]:
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
-
-    def forward(self, images: Tensor, return_levels: Sequence[int] = (1, 2, 3, 4)) -> list[Tensor]:
-        x = self.stem(images)  # (N, c1/2, H/2, W/2)
-        outputs: dict[int, Tensor] = {}
-        for level, stage in enumerate(self.stages, start=1):
-            if level > max(return_levels):
-                break
-            x = stage(x)
-            outputs[level] = x
-        return [outputs[level] for level in return_levels]
+    def run_stem(self, images: Tensor) -> Tensor:
+        return self.stem(images)  # (N, c1/2, H/2, W/2)

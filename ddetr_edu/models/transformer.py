@@ -10,7 +10,10 @@ Axis glossary: ``n`` batch, ``q`` queries, ``s`` tokens (sum of H_l * W_l), ``l`
 3. Queries: either learned (``query_embed``: Q x 2C split into positional part and content,
    reference point = sigmoid(Linear(positional part))) or, for two-stage, the top-Q encoder
    proposals (see ``two_stage.py``).
-4. Decode: ``DeformableDecoder`` with the class/box heads.
+4. Decode: ``DeformableDecoder`` with the detector's class/box heads (``LayerHeads``).
+
+The level geometry is read off the maps once, as a ``Levels`` (Python ints), and handed to
+everything below: nothing reads a level size back from the GPU.
 
 Parameter names match the official ``transformer.*`` keys.
 """
@@ -25,8 +28,9 @@ from torch import Tensor, nn
 from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.decoder import DeformableDecoder, LayerPrediction
 from ddetr_edu.models.encoder import DeformableEncoder, valid_ratios
+from ddetr_edu.models.heads import LayerHeads
 from ddetr_edu.models.two_stage import encoder_proposals, proposal_position_embedding, top_proposals
-from ddetr_edu.ops import LevelSizes, MSDeformAttn, level_starts
+from ddetr_edu.ops import Levels, MSDeformAttn
 from ddetr_edu.ops.precision import autocast_off
 
 
@@ -36,8 +40,7 @@ class TransformerOutput:
 
     layers: list[LayerPrediction]  # one per decoder layer
     memory: Tensor  # (N, S, C) encoder output
-    spatial_shapes: LevelSizes  # ((H_l, W_l), ...) Python ints
-    level_start_index: tuple[int, ...]  # first token of each level
+    levels: Levels  # sizes ((H_l, W_l), ...) and starts (start_l, ...), Python ints
     valid_ratios: Tensor  # (N, L, 2) (w, h)
     init_reference: Tensor  # (N, Q, 2|4) reference of the first decoder layer
     enc_logits: Tensor | None = None  # (N, S, num_classes) two-stage proposal scores
@@ -81,19 +84,17 @@ class DeformableTransformer(nn.Module):
         nn.init.normal_(self.level_embed)
 
     def forward(self, maps: list[Tensor], masks: list[Tensor], positions: list[Tensor],
-                query_embed: Tensor | None, class_heads: nn.ModuleList, box_heads: nn.ModuleList,
-                refine: bool, return_attention: bool = False) -> TransformerOutput:
+                query_embed: Tensor | None, heads: LayerHeads, return_attention: bool = False
+                ) -> TransformerOutput:
         """
         Args:
             maps: L projected maps (N, C, H_l, W_l); masks: L (N, H_l, W_l) bool True = padding;
             positions: L sine codes (N, C, H_l, W_l).
             query_embed: (Q, 2C) learned queries, or None for two-stage.
-            class_heads, box_heads, refine: see ``DeformableDecoder``.
+            heads: the detector's heads; two-stage also scores the proposals with them.
         """
-        # 1. flatten the levels into one token axis. The level sizes are read off the maps as
-        # Python ints, once: nothing below reads a size back from the GPU.
-        shapes = tuple((m.shape[-2], m.shape[-1]) for m in maps)  # ((H_l, W_l), ...)
-        start_index = level_starts(shapes)  # (start_l, ...)
+        # 1. flatten the levels into one token axis; their sizes are read off the maps, once
+        levels = Levels.from_maps(maps)
         tokens = torch.cat([rearrange(m, "n c h w -> n (h w) c") for m in maps], dim=1)  # (N, S, C)
         padding = torch.cat([rearrange(m, "n h w -> n (h w)") for m in masks], dim=1)  # (N, S)
         pos = torch.cat([rearrange(p, "n c h w -> n (h w) c") + self.level_embed[level].view(1, 1, -1)
@@ -101,22 +102,20 @@ class DeformableTransformer(nn.Module):
         ratios = torch.stack([valid_ratios(m) for m in masks], dim=1)  # (N, L, 2)
 
         # 2. encode
-        memory, encoder_attention = self.encoder(tokens, pos, shapes, start_index, ratios,
-                                                 padding, return_attention=return_attention)
+        memory, encoder_attention = self.encoder(tokens, pos, levels, ratios, padding,
+                                                 return_attention=return_attention)
 
         # 3. queries and their references
         n, c = memory.shape[0], self.d_model
         enc_logits = enc_boxes = None
         if self.two_stage:
-            proposal_memory, proposals = encoder_proposals(memory, padding, shapes)
-            proposal_head = len(self.decoder.layers)  # the extra heads after the decoder layers
+            proposal_memory, proposals = encoder_proposals(memory, padding, levels)
             # Scored in float32 even under autocast: the top-k choice below is a discrete decision,
             # and bf16 scores (8 significant bits) would reorder close proposals.
             with autocast_off(memory.device):
                 proposal_memory = proposal_memory.to(self.enc_output.weight.dtype)
                 proposal_memory = self.enc_output_norm(self.enc_output(proposal_memory))  # (N, S, C)
-                enc_logits = class_heads[proposal_head](proposal_memory)  # (N, S, num_classes)
-                enc_unactivated = box_heads[proposal_head](proposal_memory) + proposals  # (N, S, 4)
+                enc_logits, enc_unactivated = heads.score_proposals(proposal_memory, proposals)
             enc_boxes = enc_unactivated.sigmoid()
             _, chosen = top_proposals(enc_logits[..., 0], enc_unactivated, self.num_queries)
             reference = chosen.sigmoid()  # (N, Q, 4) boxes
@@ -129,7 +128,7 @@ class DeformableTransformer(nn.Module):
             reference = self.reference_points(query_pos).sigmoid()  # (N, Q, 2) points
 
         # 4. decode
-        layers = self.decoder(tgt, query_pos, reference, memory, shapes, start_index, ratios,
-                              padding, class_heads, box_heads, refine, return_attention)
-        return TransformerOutput(layers, memory, shapes, start_index, ratios, reference,
-                                 enc_logits, enc_boxes, encoder_attention)
+        layers = self.decoder(tgt, query_pos, reference, memory, levels, ratios, padding, heads,
+                              return_attention)
+        return TransformerOutput(layers, memory, levels, ratios, reference, enc_logits, enc_boxes,
+                                 encoder_attention)

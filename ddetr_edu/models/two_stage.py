@@ -21,24 +21,25 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import unpack
 from torch import Tensor
+
+from ddetr_edu.ops import Levels
 
 PROPOSAL_BASE_SIZE = 0.05  # box side of a level-0 proposal; level l has 0.05 * 2^l
 
 
-def encoder_proposals(memory: Tensor, padding_mask: Tensor,
-                      spatial_shapes: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+def encoder_proposals(memory: Tensor, padding_mask: Tensor, levels: Levels) -> tuple[Tensor, Tensor]:
     """One proposal per memory token.
 
-    memory (N, S, C); padding_mask (N, S) True = padding; spatial_shapes [(H_l, W_l)]
+    memory (N, S, C); padding_mask (N, S) True = padding; levels: their level geometry
     -> (memory with invalid tokens zeroed (N, S, C), proposals unactivated (N, S, 4), +inf where
     invalid).
     """
     n = memory.shape[0]
     proposals = []
-    start = 0
-    for level, (h, w) in enumerate(spatial_shapes):
-        mask = padding_mask[:, start:start + h * w].view(n, h, w)
+    masks = unpack(padding_mask, list(levels.sizes), "n *")  # L x (N, H_l, W_l)
+    for level, ((h, w), mask) in enumerate(zip(levels.sizes, masks)):
         valid_h = (~mask[:, :, 0]).sum(1)  # (N,)
         valid_w = (~mask[:, 0, :]).sum(1)  # (N,)
         grid_y, grid_x = torch.meshgrid(
@@ -50,7 +51,6 @@ def encoder_proposals(memory: Tensor, padding_mask: Tensor,
         centres = (grid[None].expand(n, -1, -1, -1) + 0.5) / valid_size  # (N, H, W, 2)
         sizes = torch.full_like(centres, PROPOSAL_BASE_SIZE * (2.0 ** level))  # (N, H, W, 2)
         proposals.append(torch.cat([centres, sizes], dim=-1).view(n, -1, 4))
-        start += h * w
     proposals = torch.cat(proposals, dim=1)  # (N, S, 4) in [0, 1] for valid tokens
     inside = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)  # (N, S, 1)
     unactivated = torch.log(proposals / (1 - proposals))  # sigmoid^-1

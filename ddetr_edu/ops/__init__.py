@@ -2,14 +2,15 @@
 
 - ``ms_deform_attn``: the core (sampling + weighted sum) with backends "einops" (readable),
   "loop" (teaching oracle), "grid_sample" (the original reference formulation), "cuda"
-  (optional kernel, see ``kernels/``) and "auto".
+  (the optional kernel, sources in ``csrc/``, see ``kernels/README.md``) and "auto".
 - ``MSDeformAttn``: projections, offsets, attention weights around the core.
+- ``Levels``: the level sizes and starts of the flattened token axis, as Python ints.
 """
 from .bilinear import bilinear_corners
 from .cuda_backend import kernel_status as cuda_kernel_status  # (usable, reason)
 from .dispatch import BACKENDS, ms_deform_attn
-from .levels import LevelSizes, level_sizes, level_start_index, level_starts
+from .levels import Levels, level_start_index
 from .msdeformattn import MSDeformAttn, star_offsets
 
-__all__ = ["BACKENDS", "LevelSizes", "MSDeformAttn", "bilinear_corners", "cuda_kernel_status", "level_sizes",
-           "level_start_index", "level_starts", "ms_deform_attn", "star_offsets"]
+__all__ = ["BACKENDS", "Levels", "MSDeformAttn", "bilinear_corners", "cuda_kernel_status", "level_start_index",
+           "ms_deform_attn", "star_offsets"]

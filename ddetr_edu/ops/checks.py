@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .levels import LevelSizes
+from .levels import Levels
 from .precision import check_dtypes
 
 
@@ -31,25 +31,25 @@ def expect_size(name: str, t: Tensor, dim: int, size: int, layout: str, why: str
         )
 
 
-def check_core_inputs(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
+def check_core_inputs(value: Tensor, levels: Levels, sampling_locations: Tensor,
                       attention_weights: Tensor) -> None:
     """The contract of ``ms_deform_attn``:
 
-    value (N, S, M, D); sizes ((H_l, W_l), ...) ints with S = sum H_l W_l;
+    value (N, S, M, D) with S = ``levels.num_tokens``;
     sampling_locations (N, Lq, M, L, K, 2); attention_weights (N, Lq, M, L, K).
     """
     expect_rank("value", value, 4, "(N, S, M, D)")
     expect_rank("sampling_locations", sampling_locations, 6, "(N, Lq, M, L, K, 2)")
     expect_rank("attention_weights", attention_weights, 5, "(N, Lq, M, L, K)")
-    total = sum(h * w for h, w in sizes)
+    total = levels.num_tokens
     if total != value.shape[1]:
-        raise ValueError(f"sum of H*W over spatial_shapes {[list(s) for s in sizes]} is {total}, "
+        raise ValueError(f"sum of H*W over spatial_shapes {[list(s) for s in levels.sizes]} is {total}, "
                          f"but value has S = {value.shape[1]} tokens")
     n, _, m, _ = value.shape
     loc_layout = "(N, Lq, M, L, K, 2)"
     expect_size("sampling_locations", sampling_locations, 0, n, loc_layout, "N of value")
     expect_size("sampling_locations", sampling_locations, 2, m, loc_layout, "M of value")
-    expect_size("sampling_locations", sampling_locations, 3, len(sizes), loc_layout,
+    expect_size("sampling_locations", sampling_locations, 3, len(levels), loc_layout,
                 "L = rows of spatial_shapes")
     expect_size("sampling_locations", sampling_locations, 5, 2, loc_layout, "(x, y)")
     expected = tuple(sampling_locations.shape[:5])

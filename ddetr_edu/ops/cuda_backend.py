@@ -1,23 +1,27 @@
-"""The optional CUDA kernel (``kernels/``) as the torch custom op ``ddetr_edu::ms_deform_attn``.
+"""The optional CUDA kernel as the torch custom op ``ddetr_edu::ms_deform_attn``.
 
     out[n, q, m*D + d] = sum_l sum_k A[n,q,m,l,k] * bilinear(V[n, level l, m, d], p[n,q,m,l,k])
 
-Public API (used by the dispatcher in ``dispatch.py`` for backend="cuda" and "auto"):
+The kernel's sources (``csrc/`` beside this module, shipped with the package) are described in
+``kernels/README.md``. Public API (used by the dispatcher in ``dispatch.py`` for backend="cuda"
+and "auto"):
 
 - ``kernel_status() -> (available, reason)``: never raises; on a CPU-only machine it answers at
   once ("torch built without CUDA" / "no CUDA device"); with a GPU it loads the kernel, building
-  it on first use (``torch.utils.cpp_extension.load``, cached in torch's extensions folder) unless
-  ``pip install --no-build-isolation ./kernels`` already installed ``ddetr_edu_msda_cuda``.
+  it on first use from ``KERNEL_SOURCES`` (``torch.utils.cpp_extension.load``, cached in torch's
+  extensions folder) unless ``pip install --no-build-isolation ./kernels`` already installed
+  ``ddetr_edu_msda_cuda``.
 - ``ms_deform_attn_cuda(value, spatial_shapes, level_start_index, sampling_locations,
   attention_weights) -> (N, Lq, M*D)``, differentiable in value, locations and weights.
 
-The op is registered with ``torch.library`` (a fake implementation for ``torch.compile`` and a
-registered autograd formula that calls ``ddetr_edu::ms_deform_attn_backward``). It takes the level
-geometry as Python ints, ``spatial_shapes`` flattened (H_0, W_0, H_1, W_1, ...) and
-``level_start_index`` (start_0, start_1, ...): the binding hands them to the kernel by value, so a
-call neither reads anything back from the GPU nor copies anything to it first. On CPU tensors
-the same op runs the kernel's per-thread code compiled for the CPU (``kernel_on_cpu.py``), which
-lets the registration, autograd and compile paths be tested on machines without a GPU.
+The op is registered with ``torch.library`` for CUDA tensors, with a fake implementation for
+``torch.compile`` and a registered autograd formula that calls
+``ddetr_edu::ms_deform_attn_backward``. It takes the level geometry as Python ints, the sizes
+flattened (H_0, W_0, H_1, W_1, ...) and the starts (start_0, start_1, ...): the binding hands them
+to the kernel by value, so a call neither reads anything back from the GPU nor copies anything to
+it first. The op has no CPU implementation in the library; the tests register the kernel's code
+built for the CPU (``kernels/kernel_on_cpu.py``) to check the registration, autograd and compile
+paths on machines without a GPU.
 
 Importing this module is cheap and never builds anything.
 Dtypes: value float64 / float32 / float16 / bfloat16; locations and weights are float32 (float64 for
@@ -30,15 +34,16 @@ import functools
 import importlib
 import os
 import shutil
+from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import Tensor
 
 from .checks import check_core_inputs
-from .kernel_on_cpu import KERNEL_SOURCES
-from .levels import SpatialShapes, level_sizes, token_starts
+from .levels import Levels, SpatialShapes, StartIndex, as_levels
 
+KERNEL_SOURCES = Path(__file__).resolve().parent / "csrc"  # package data (pyproject.toml)
 _PREBUILT_MODULE = "ddetr_edu_msda_cuda"  # what `pip install ./kernels` provides
 _CUDA_SOURCES = ("msda_binding.cpp", "msda_kernel.cu")
 
@@ -90,33 +95,22 @@ def kernel_usable() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The custom ops. Both dispatch on the device inside: CUDA tensors -> the kernel, CPU tensors ->
-# the kernel's code built for the CPU (float32/float64; half precision is computed in float32).
+# The custom ops, implemented for CUDA tensors (the kernel).
 
-def _cpu_compute(t: Tensor) -> Tensor:
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
-def _cpu_levels(spatial_shapes: list[int], level_start_index: list[int]) -> tuple[Tensor, Tensor]:
-    return (torch.tensor(spatial_shapes, dtype=torch.int64).view(-1, 2),
-            torch.tensor(level_start_index, dtype=torch.int64))
+def _loaded_extension() -> ModuleType:
+    module, reason = _extension()
+    if module is None:
+        raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
+    return module
 
 
-@torch.library.custom_op("ddetr_edu::ms_deform_attn", mutates_args=())
+@torch.library.custom_op("ddetr_edu::ms_deform_attn", mutates_args=(), device_types="cuda")
 def ms_deform_attn_op(value: Tensor, spatial_shapes: list[int], level_start_index: list[int],
                       sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
     """value (N, S, M, D), spatial_shapes [H_0, W_0, H_1, W_1, ...], level_start_index [start_l],
     sampling_locations (N, Lq, M, L, K, 2), attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
-    if value.is_cuda:
-        module, reason = _extension()
-        if module is None:
-            raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
-        return module.forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu
-    v = _cpu_compute(value)
-    out = ms_deform_attn_kernel_on_cpu(v, *_cpu_levels(spatial_shapes, level_start_index),
-                                       sampling_locations.to(v.dtype), attention_weights.to(v.dtype))
-    return out.to(value.dtype)
+    return _loaded_extension().forward(value, spatial_shapes, level_start_index, sampling_locations,
+                                       attention_weights)
 
 
 @ms_deform_attn_op.register_fake
@@ -126,24 +120,14 @@ def _ms_deform_attn_fake(value, spatial_shapes, level_start_index, sampling_loca
     return value.new_empty((n, sampling_locations.shape[1], m * d))
 
 
-@torch.library.custom_op("ddetr_edu::ms_deform_attn_backward", mutates_args=())
+@torch.library.custom_op("ddetr_edu::ms_deform_attn_backward", mutates_args=(), device_types="cuda")
 def ms_deform_attn_backward_op(value: Tensor, spatial_shapes: list[int], level_start_index: list[int],
                                sampling_locations: Tensor, attention_weights: Tensor,
                                grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """grad_out (N, Lq, M*D) -> (grad value (N, S, M, D), grad locations (N, Lq, M, L, K, 2),
     grad weights (N, Lq, M, L, K)), each in its input's dtype."""
-    if value.is_cuda:
-        module, reason = _extension()
-        if module is None:
-            raise RuntimeError(f"ddetr_edu CUDA kernel not available: {reason}")
-        return tuple(module.backward(value, spatial_shapes, level_start_index, sampling_locations,
-                                     attention_weights, grad_out))
-    from .kernel_on_cpu import ms_deform_attn_kernel_on_cpu_backward
-    v = _cpu_compute(value)
-    gv, gl, ga = ms_deform_attn_kernel_on_cpu_backward(
-        v, *_cpu_levels(spatial_shapes, level_start_index), sampling_locations.to(v.dtype),
-        attention_weights.to(v.dtype), grad_out.to(v.dtype))
-    return gv.to(value.dtype), gl.to(sampling_locations.dtype), ga.to(attention_weights.dtype)
+    return tuple(_loaded_extension().backward(value, spatial_shapes, level_start_index, sampling_locations,
+                                              attention_weights, grad_out))
 
 
 @ms_deform_attn_backward_op.register_fake
@@ -170,22 +154,28 @@ def _backward(ctx, grad_out):
 ms_deform_attn_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def ms_deform_attn_cuda(value: Tensor, spatial_shapes: SpatialShapes, level_start_index: Tensor | list[int] | None,
-                        sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
+def run_kernel_op(value: Tensor, levels: Levels, sampling_locations: Tensor,
+                  attention_weights: Tensor) -> Tensor:
+    """The op on checked inputs: the level geometry handed over as ints."""
+    return ms_deform_attn_op(value, levels.flat_sizes, list(levels.starts), sampling_locations,
+                             attention_weights)
+
+
+def ms_deform_attn_cuda(value: Tensor, spatial_shapes: Levels | SpatialShapes,
+                        level_start_index: StartIndex | None, sampling_locations: Tensor,
+                        attention_weights: Tensor) -> Tensor:
     """The attention core on the GPU kernel (differentiable).
 
-    value (N, S, M, D); spatial_shapes [(H, W), ...] ints or int64 (L, 2) rows (H, W);
-    level_start_index (L,) ints, tensor or None; sampling_locations (N, Lq, M, L, K, 2)
-    normalised (x, y), align_corners=False, zero padding; attention_weights (N, Lq, M, L, K)
-    -> (N, Lq, M*D) head-major channels. Raises RuntimeError (with the reason) when the kernel
-    cannot run here.
+    value (N, S, M, D); spatial_shapes a ``Levels``, [(H, W), ...] ints or int64 (L, 2) rows
+    (H, W); level_start_index (L,) ints, tensor or None (checked against the shapes);
+    sampling_locations (N, Lq, M, L, K, 2) normalised (x, y), align_corners=False, zero padding;
+    attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D) head-major channels. Raises RuntimeError
+    (with the reason) when the kernel cannot run here.
     """
     if not kernel_usable():
         raise RuntimeError(f"ddetr_edu CUDA kernel not available: {kernel_status()[1]}")
-    sizes = level_sizes(spatial_shapes)
-    starts = token_starts(level_start_index, sizes)
-    check_core_inputs(value, sizes, sampling_locations, attention_weights)
+    levels = as_levels(spatial_shapes, level_start_index)
+    check_core_inputs(value, levels, sampling_locations, attention_weights)
     if not value.is_cuda:
         raise ValueError(f"ms_deform_attn_cuda needs CUDA tensors, got value on {value.device}")
-    return ms_deform_attn_op(value, [x for hw in sizes for x in hw], list(starts),
-                             sampling_locations, attention_weights)
+    return run_kernel_op(value, levels, sampling_locations, attention_weights)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .checks import check_core_inputs
-from .cuda_backend import kernel_status, kernel_usable, ms_deform_attn_op
-from .levels import LevelSizes, SpatialShapes, level_sizes, token_starts
+from .cuda_backend import kernel_status, kernel_usable, run_kernel_op
+from .levels import Levels, SpatialShapes, StartIndex, as_levels
 from .msda_einops import ms_deform_attn_einops
 from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
@@ -51,9 +50,9 @@ def resolve_backend(backend: str, value: Tensor) -> str:
     return "cuda" if _auto_uses_kernel() else "grid_sample"
 
 
-def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locations: Tensor,
+def ms_deform_attn(value: Tensor, spatial_shapes: Levels | SpatialShapes, sampling_locations: Tensor,
                    attention_weights: Tensor, backend: str = "auto",
-                   level_start_index: Tensor | Sequence[int] | None = None) -> Tensor:
+                   level_start_index: StartIndex | None = None) -> Tensor:
     """Multi-scale deformable attention core (no projections).
 
     MSDeformAttn = sum_m W_m [ sum_l sum_k A_mlqk * W'_m x^l(phi_l(p_q) + dp_mlqk) ]; this
@@ -62,8 +61,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locati
     Args:
         value: (N, S, M, D) projected values of all levels, flattened level after level;
             float64, float32, or float16/bfloat16 (mixed precision, see below).
-        spatial_shapes: [(H_l, W_l), ...] Python ints (what the detector passes: no host sync),
-            or the official int64 (L, 2) tensor (read once, a sync if it is on a GPU);
+        spatial_shapes: a ``Levels`` or [(H_l, W_l), ...] Python ints (no host sync), or the
+            official int64 (L, 2) tensor (read once, a sync if it is on a GPU);
             S = sum_l H_l * W_l.
         sampling_locations: (N, Lq, M, L, K, 2) normalised (x, y), pixel-centre convention of
             ``grid_sample(align_corners=False)``; points outside the map read zeros.
@@ -83,24 +82,21 @@ def ms_deform_attn(value: Tensor, spatial_shapes: SpatialShapes, sampling_locati
     Returns:
         (N, Lq, M*D) in value's dtype, channel m*D + d (head-major).
     """
-    sizes = level_sizes(spatial_shapes)
-    starts = token_starts(level_start_index, sizes)
-    return ms_deform_attn_on_levels(value, sizes, starts, sampling_locations, attention_weights, backend)
+    levels = as_levels(spatial_shapes, level_start_index)
+    return ms_deform_attn_on_levels(value, levels, sampling_locations, attention_weights, backend)
 
 
-def ms_deform_attn_on_levels(value: Tensor, sizes: LevelSizes, starts: tuple[int, ...],
-                             sampling_locations: Tensor, attention_weights: Tensor,
-                             backend: str = "auto") -> Tensor:
-    """``ms_deform_attn`` with the level geometry already as Python ints (from ``level_sizes``
-    and ``token_starts``), as ``MSDeformAttn`` has it: checks the tensors and runs the backend."""
-    check_core_inputs(value, sizes, sampling_locations, attention_weights)
+def ms_deform_attn_on_levels(value: Tensor, levels: Levels, sampling_locations: Tensor,
+                             attention_weights: Tensor, backend: str = "auto") -> Tensor:
+    """``ms_deform_attn`` with the level geometry already a ``Levels``, as ``MSDeformAttn`` has
+    it: checks the tensors and runs the backend."""
+    check_core_inputs(value, levels, sampling_locations, attention_weights)
     chosen = resolve_backend(backend, value)
     with autocast_off(value.device):
         if chosen == "einops":
-            return ms_deform_attn_einops(value, sizes, sampling_locations, attention_weights)
+            return ms_deform_attn_einops(value, levels, sampling_locations, attention_weights)
         if chosen == "loop":
-            return ms_deform_attn_loop(value, sizes, sampling_locations, attention_weights)
+            return ms_deform_attn_loop(value, levels, sampling_locations, attention_weights)
         if chosen == "grid_sample":
-            return ms_deform_attn_grid_sample(value, sizes, sampling_locations, attention_weights)
-        return ms_deform_attn_op(value, [x for hw in sizes for x in hw], list(starts),
-                                 sampling_locations, attention_weights)
+            return ms_deform_attn_grid_sample(value, levels, sampling_locations, attention_weights)
+        return run_kernel_op(value, levels, sampling_locations, attention_weights)

@@ -16,45 +16,45 @@ Per level the recipe is the one of chapter 2 (see ``bilinear.py``):
 4. one einsum: sum over k and c of A * b_c * corner -> (N, Lq, M, D), added over the levels.
 
 Autograd differentiates it (the weights b_c depend on the location through the fractions
-f_u, f_v; the corner indices are integers). It keeps every gathered corner for the backward,
-N*Lq*M*L*K*4*D numbers, which is fine on a laptop and for teaching; on a GPU the kernel and
-grid_sample backends are the fast ones. Half precision is computed in float32 and the result
-cast back to value's dtype (see ``precision.py``).
+f_u, f_v; the corner indices are integers). Memory: the gathered corners, N*Lq*M*K*4*D numbers
+per level, are written in the forward and kept for the backward (the gather index is one int64
+per corner, broadcast over D by ``expand``, not copied); fine on a laptop and for teaching, while
+on a GPU the kernel and grid_sample backends are the fast ones. Half precision is computed in
+float32 and the result cast back to value's dtype (see ``precision.py``).
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import einsum, rearrange, unpack
 from torch import Tensor
 
 from .bilinear import CORNER_OFFSETS, bilinear_corners
-from .levels import LevelSizes
+from .levels import Levels
 from .precision import compute_dtype
 
 
-def ms_deform_attn_einops(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
+def ms_deform_attn_einops(value: Tensor, levels: Levels, sampling_locations: Tensor,
                           attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), sizes ((H_l, W_l), ...) ints, locations (N, Lq, M, L, K, 2),
-    weights (N, Lq, M, L, K) -> (N, Lq, M*D) in value's dtype."""
+    """value (N, S, M, D), levels, locations (N, Lq, M, L, K, 2), weights (N, Lq, M, L, K)
+    -> (N, Lq, M*D) in value's dtype."""
     n, _, m, d = value.shape
     lq, k = sampling_locations.shape[1], sampling_locations.shape[4]
     compute = compute_dtype(sampling_locations)
     sampling_locations, attention_weights = sampling_locations.to(compute), attention_weights.to(compute)
-    levels = value.to(compute).split([h * w for h, w in sizes], dim=1)
+    per_level = unpack(value.to(compute), list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
     out = sampling_locations.new_zeros(n, lq, m, d)
-    for level, ((h, w), level_values) in enumerate(zip(sizes, levels)):
+    for level, ((h, w), maps) in enumerate(zip(levels.sizes, per_level)):
         # 1. maps with a ring of zeros, one row per padded pixel: (N, M, (H+2)(W+2), D)
-        maps = rearrange(level_values, "n (h w) m d -> n m h w d", h=h, w=w)
-        maps = rearrange(F.pad(maps, (0, 0, 1, 1, 1, 1)), "n m h w d -> n m (h w) d")
+        maps = rearrange(F.pad(maps, (0, 0, 0, 0, 1, 1, 1, 1)), "n h w m d -> n m (h w) d")
         # 2. corners and weights of every point: (N, Lq, M, K) and (N, Lq, M, K, 4)
         x, y = sampling_locations[:, :, :, level].unbind(-1)
         corners = bilinear_corners(x, y, h, w)
         top_left = corners.v0 * (w + 2) + corners.u0  # index in the padded map
         steps = [dv * (w + 2) + du for dv, du in CORNER_OFFSETS]  # the 4 corners, c = 2 j + i
-        index = rearrange([top_left + step for step in steps], "c n q m k -> n m (q k c)")
+        index = rearrange([top_left + step for step in steps], "c n q m k -> n m (q k c) 1")
         # 3. gather: (N, M, Lq*K*4, D)
-        gathered = maps.gather(2, repeat(index, "n m qkc -> n m qkc d", d=d))
-        gathered = rearrange(gathered.view(n, m, lq, k, 4, d), "n m q k c d -> n q m k c d")
+        gathered = maps.gather(2, index.expand(-1, -1, -1, d))
+        gathered = rearrange(gathered, "n m (q k c) d -> n q m k c d", k=k, c=4)
         # 4. weight A * b_c and sum over points and corners
         weight = attention_weights[:, :, :, level, :, None] * corners.weight  # (N, Lq, M, K, 4)
         out = out + einsum(weight, gathered, "n q m k c, n q m k c d -> n q m d")

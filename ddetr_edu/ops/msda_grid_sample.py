@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, unpack
 from torch import Tensor
 
-from .levels import LevelSizes
+from .levels import Levels
 from .precision import compute_dtype
 
 
-def ms_deform_attn_grid_sample(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
+def ms_deform_attn_grid_sample(value: Tensor, levels: Levels, sampling_locations: Tensor,
                                attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), sizes ((H_l, W_l), ...) ints, locations (N, Lq, M, L, K, 2),
-    weights (N, Lq, M, L, K) -> (N, Lq, M*D) in value's dtype.
+    """value (N, S, M, D), levels, locations (N, Lq, M, L, K, 2), weights (N, Lq, M, L, K)
+    -> (N, Lq, M*D) in value's dtype.
 
     grid_sample wants the map and the grid in one dtype; the locations never go below float32,
     so half precision is sampled in float32 and the result cast back.
@@ -26,11 +26,11 @@ def ms_deform_attn_grid_sample(value: Tensor, sizes: LevelSizes, sampling_locati
     n, _, m, _ = value.shape
     compute = compute_dtype(sampling_locations)
     sampling_locations, attention_weights = sampling_locations.to(compute), attention_weights.to(compute)
-    per_level = value.to(compute).split([h * w for h, w in sizes], dim=1)
+    per_level = unpack(value.to(compute), list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
     sampled = []
-    for level, ((h, w), values) in enumerate(zip(sizes, per_level)):
-        maps = rearrange(values, "n (h w) m d -> (n m) d h w", h=h, w=w)
+    for level, maps in enumerate(per_level):
+        maps = rearrange(maps, "n h w m d -> (n m) d h w")
         grid = rearrange(grids[:, :, :, level], "n q m k xy -> (n m) q k xy")
         sampled.append(F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros",
                                      align_corners=False))  # ((n m), d, q, k)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import unpack
 from torch import Tensor
 
-from .levels import LevelSizes, level_starts
+from .levels import Levels
 from .precision import compute_dtype
 
 
@@ -33,26 +34,25 @@ def bilinear_read(level_values: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def ms_deform_attn_loop(value: Tensor, sizes: LevelSizes, sampling_locations: Tensor,
+def ms_deform_attn_loop(value: Tensor, levels: Levels, sampling_locations: Tensor,
                         attention_weights: Tensor) -> Tensor:
-    """value (N, S, M, D), sizes ((H_l, W_l), ...) ints, locations (N, Lq, M, L, K, 2),
-    weights (N, Lq, M, L, K) -> (N, Lq, M*D) in value's dtype (half precision is computed in
-    float32)."""
+    """value (N, S, M, D), levels, locations (N, Lq, M, L, K, 2), weights (N, Lq, M, L, K)
+    -> (N, Lq, M*D) in value's dtype (half precision is computed in float32)."""
     out_dtype = value.dtype
     compute = compute_dtype(sampling_locations)
     value, sampling_locations, attention_weights = (
         t.to(compute) for t in (value, sampling_locations, attention_weights))
     n_batch, _, n_heads, depth = value.shape
-    _, n_queries, _, n_levels, n_points, _ = sampling_locations.shape
-    starts = level_starts(sizes)
+    _, n_queries, _, _, n_points, _ = sampling_locations.shape
+    per_level = unpack(value, list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
     rows = []
     for n in range(n_batch):
         for q in range(n_queries):
             heads = []
             for m in range(n_heads):
                 acc = value.new_zeros(depth)
-                for l, ((h, w), start) in enumerate(zip(sizes, starts)):
-                    level_values = value[n, start:start + h * w, m].reshape(h, w, depth)
+                for l, level in enumerate(per_level):
+                    level_values = level[n, :, :, m]  # (H, W, D)
                     for k in range(n_points):
                         x, y = sampling_locations[n, q, m, l, k]
                         acc = acc + attention_weights[n, q, m, l, k] * bilinear_read(level_values, x, y)

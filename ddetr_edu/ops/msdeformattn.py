@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .checks import expect_rank, expect_size
 from .dispatch import ms_deform_attn_on_levels
-from .levels import LevelSizes, SpatialShapes, level_sizes, small_tensor, token_starts
+from .levels import Levels, SpatialShapes, StartIndex, as_levels, small_tensor
 from .precision import autocast_off
 
 
@@ -71,17 +71,16 @@ class MSDeformAttn(nn.Module):
             nn.init.xavier_uniform_(proj.weight)
             nn.init.zeros_(proj.bias)
 
-    def sampling(self, query: Tensor, reference_points: Tensor, spatial_shapes: SpatialShapes):
+    def sampling(self, query: Tensor, reference_points: Tensor, levels: Levels):
         """Where and how much each query looks.
 
-        query (N, Lq, C), reference_points (N, Lq, L, 2 or 4), spatial_shapes [(H_l, W_l)] ->
+        query (N, Lq, C), reference_points (N, Lq, L, 2 or 4), levels ->
         locations (N, Lq, M, L, K, 2) normalised (x, y), weights (N, Lq, M, L, K).
 
         Computed in the dtype of the layers' weights with autocast off: under mixed precision the
         locations and weights stay float32 (see ``precision.py``); the two small linear layers
         cost little next to the value projection.
         """
-        sizes = level_sizes(spatial_shapes)
         m, l, k = self.n_heads, self.n_levels, self.n_points
         with autocast_off(query.device):
             query = query.to(self.sampling_offsets.weight.dtype)
@@ -92,14 +91,14 @@ class MSDeformAttn(nn.Module):
             ref = reference_points.to(offsets.dtype)[:, :, None, :, None, :]  # (N, Lq, 1, L, 1, 2 or 4)
             if reference_points.shape[-1] == 2:
                 # offsets are in pixels of level l: divide by (W_l, H_l)
-                size_wh = small_tensor([[w, h] for h, w in sizes], offsets.dtype, offsets.device)  # (L, 2)
+                size_wh = small_tensor([[w, h] for h, w in levels.sizes], offsets.dtype, offsets.device)  # (L, 2)
                 locations = ref + offsets / size_wh[None, None, None, :, None, :]
             else:
                 # box reference: p = centre + dp / K * (w, h) / 2
                 locations = ref[..., :2] + offsets / k * ref[..., 2:] * 0.5
         return locations, weights
 
-    def _check(self, query, reference_points, value, sizes: LevelSizes, padding_mask):
+    def _check(self, query, reference_points, value, levels: Levels, padding_mask):
         c, l = self.d_model, self.n_levels
         expect_rank("query", query, 3, "(N, Lq, C)")
         expect_size("query", query, 2, c, "(N, Lq, C)", "d_model")
@@ -113,8 +112,8 @@ class MSDeformAttn(nn.Module):
         if reference_points.shape[-1] not in (2, 4):
             raise ValueError("reference_points must end in 2 (points x, y) or 4 (boxes cx, cy, w, h), "
                              f"got shape {tuple(reference_points.shape)}")
-        if len(sizes) != l:
-            raise ValueError(f"spatial_shapes has {len(sizes)} levels {[list(s) for s in sizes]} "
+        if len(levels) != l:
+            raise ValueError(f"spatial_shapes has {len(levels)} levels {[list(s) for s in levels.sizes]} "
                              f"but the module has n_levels = {l}")
         if padding_mask is not None:
             expect_rank("padding_mask", padding_mask, 2, "(N, S)")
@@ -124,33 +123,33 @@ class MSDeformAttn(nn.Module):
             if padding_mask.dtype != torch.bool:
                 raise ValueError(f"padding_mask must be bool (True = padding), got {padding_mask.dtype}")
 
-    def forward(self, query: Tensor, reference_points: Tensor, value: Tensor, spatial_shapes: SpatialShapes,
-                level_start_index: Tensor | tuple[int, ...] | None = None, padding_mask: Tensor | None = None,
-                return_sampling: bool = False):
+    def forward(self, query: Tensor, reference_points: Tensor, value: Tensor,
+                spatial_shapes: Levels | SpatialShapes, level_start_index: StartIndex | None = None,
+                padding_mask: Tensor | None = None, return_sampling: bool = False):
         """
         Args:
             query: (N, Lq, C) query content z_q (plus positional embedding).
             reference_points: (N, Lq, L, 2) normalised points or (N, Lq, L, 4) boxes cxcywh.
             value: (N, S, C) flattened multi-level features x^l.
-            spatial_shapes: [(H_l, W_l), ...] Python ints (no host sync), or the official int64
-                (L, 2) tensor (read once: a host sync when it lives on a GPU).
-            level_start_index: (L,) first token of each level, ints or tensor (checked against
-                the shapes and handed to the core), or None to compute it.
+            spatial_shapes: a ``Levels`` (what the detector passes) or [(H_l, W_l), ...] Python
+                ints (no host sync), or the official int64 (L, 2) tensor (read once: a host sync
+                when it lives on a GPU).
+            level_start_index: (L,) first token of each level, ints or tensor, checked against
+                the shapes; or None.
             padding_mask: (N, S) bool, True where value is padding (those values are zeroed).
             return_sampling: also return the locations and weights used.
 
         Returns:
             (N, Lq, C), or (out, locations (N, Lq, M, L, K, 2), weights (N, Lq, M, L, K)).
         """
-        sizes = level_sizes(spatial_shapes)
-        starts = token_starts(level_start_index, sizes)
-        self._check(query, reference_points, value, sizes, padding_mask)
+        levels = as_levels(spatial_shapes, level_start_index)
+        self._check(query, reference_points, value, levels, padding_mask)
         v = self.value_proj(value)  # under autocast: float16/bfloat16
         if padding_mask is not None:
             v = v.masked_fill(padding_mask[..., None], 0.0)
         v = rearrange(v, "n s (m d) -> n s m d", m=self.n_heads)
-        locations, weights = self.sampling(query, reference_points, sizes)  # float32 under autocast
-        out = self.output_proj(ms_deform_attn_on_levels(v, sizes, starts, locations, weights, self.backend))
+        locations, weights = self.sampling(query, reference_points, levels)  # float32 under autocast
+        out = self.output_proj(ms_deform_attn_on_levels(v, levels, locations, weights, self.backend))
         if return_sampling:
             return out, locations, weights
         return out

@@ -1,4 +1,4 @@
-"""Training configuration: one typed dataclass, named presets, and ``key=value`` overrides.
+"""Training configuration: one typed dataclass and its named presets.
 
 The model is described by :class:`ddetr_edu.config.ModelConfig`; everything about *how* it is
 trained (optimiser, schedule, batching, evaluation, checkpoints) lives here, in
@@ -8,14 +8,13 @@ trained (optimiser, schedule, batching, evaluation, checkpoints) lives here, in
   clip 0.1, batch 2 per GPU, DETR's multi-scale augmentation).
 * ``"shapes_cpu"``: the synthetic-shapes demo that reaches AP >= 0.5 in minutes on 2 CPU cores.
 
-Library code takes a :class:`TrainConfig`; only the CLI turns strings into one
-(:func:`with_overrides`).
+Library code takes a :class:`TrainConfig`. Fields are changed, from typed values or from the
+command line's strings, by :func:`ddetr_edu.config.with_overrides` (the one override mechanism):
+``with_overrides(train_preset("coco"), {"lr": 1e-4, "epochs": "3"})``.
 """
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -124,60 +123,4 @@ def train_preset(name: str) -> TrainConfig:
     return TRAIN_PRESETS[name]
 
 
-def parse_value(text: str, annotation: Any, where: str) -> Any:
-    """Turn the string ``text`` into a value of the (resolved) type ``annotation``."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None
-        if text.lower() in ("none", "null", ""):
-            return None
-        return parse_value(text, next(a for a in args if a is not type(None)), where)
-    if origin is Literal:
-        if text not in args:
-            raise ValueError(f"{where}: expected one of {list(args)}, got {text!r}")
-        return text
-    if origin is tuple:
-        parts = [p for p in text.replace(" ", "").split(",") if p]
-        item_type = args[0] if args else str
-        return tuple(parse_value(p, item_type, where) for p in parts)
-    if annotation is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{where}: expected a boolean (true/false), got {text!r}")
-    if annotation in (int, float, str):
-        try:
-            return annotation(text)
-        except ValueError:
-            raise ValueError(f"{where}: expected {annotation.__name__}, got {text!r}") from None
-    raise ValueError(f"{where}: cannot set a field of type {annotation!r} from the command line")
-
-
-def field_names(config_type: type) -> set[str]:
-    """The field names of a dataclass type."""
-    return {f.name for f in dataclasses.fields(config_type)}
-
-
-def with_overrides(config: Any, overrides: dict[str, str]) -> Any:
-    """A copy of the dataclass ``config`` with fields set from strings, e.g. ``{"epochs": "3"}``.
-
-    Values are converted with the field's annotation (int, float, bool, str, tuples as
-    ``"1,2,3"``, ``None`` for optional fields). Unknown keys raise ``ValueError`` listing the
-    known ones.
-    """
-    if not dataclasses.is_dataclass(config):
-        raise TypeError(f"with_overrides: config must be a dataclass instance, got {type(config).__name__}")
-    hints = typing.get_type_hints(type(config))
-    known = field_names(type(config))
-    changes = {}
-    for key, text in overrides.items():
-        if key not in known:
-            raise ValueError(f"{type(config).__name__} has no field {key!r}; known fields: {sorted(known)}")
-        changes[key] = parse_value(str(text), hints[key], f"{type(config).__name__}.{key}")
-    return dataclasses.replace(config, **changes)
-
-
-__all__ = ["AmpMode", "TrainConfig", "TRAIN_PRESETS", "train_preset", "parse_value", "with_overrides", "field_names"]
-
+__all__ = ["AmpMode", "TrainConfig", "TRAIN_PRESETS", "train_preset"]

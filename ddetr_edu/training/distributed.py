@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,23 +93,6 @@ def wrap_model(model: nn.Module, context: DistributedContext, find_unused_parame
     )
 
 
-def make_sampler(dataset: Dataset, context: DistributedContext, shuffle: bool, seed: int) -> DistributedSampler:
-    """A sampler whose order depends only on ``(seed, epoch)``: call ``set_epoch`` each epoch.
-
-    Used with one process too (``num_replicas=1``): the data order is then reproducible without
-    touching the global RNG, which is what makes resuming exact. With ``W`` processes each gets
-    every W-th index of the shuffled order (the last batch is padded by repeating indices).
-    """
-    return DistributedSampler(
-        dataset,
-        num_replicas=context.world_size,
-        rank=context.rank,
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=False,
-    )
-
-
 def all_reduce_mean(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
     """Average a dict of floats over processes (the same keys on every rank); identity alone."""
     if not context.enabled or not values:
@@ -130,6 +115,19 @@ def all_gather_objects(obj: object, context: DistributedContext) -> list[object]
     return gathered
 
 
+def run_on_main(function: Callable[[], T], context: DistributedContext) -> T:
+    """``function()`` computed on rank 0 alone, its result sent to every rank (``function()`` alone).
+
+    A collective call: every rank must make it. Used to score COCO detections once (rank 0
+    holds all of them) while every rank learns the metrics, e.g. to agree on the best AP.
+    """
+    if not context.enabled:
+        return function()
+    box = [function() if context.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait for every process (no-op alone)."""
     if context.enabled:
@@ -148,9 +146,9 @@ __all__ = [
     "current_context",
     "shutdown",
     "wrap_model",
-    "make_sampler",
     "all_reduce_mean",
     "all_gather_objects",
+    "run_on_main",
     "barrier",
     "rank_zero_print",
 ]

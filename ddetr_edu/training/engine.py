@@ -9,10 +9,14 @@ One step, for a batch of images (n, 3, h, w), padding masks (n, h, w) and target
 A loss that is NaN or infinite stops training at once with :class:`NonFiniteLossError`, which
 names the epoch, the step and the loss terms; the checkpoint on disk is the last good one.
 
-The data order of epoch ``e`` depends only on ``(seed, e)`` (a ``DistributedSampler`` with
-``set_epoch``, also with one process), and the loader's worker seeds come from a generator
-seeded the same way. Together with the RNG states saved in the checkpoint this makes a resumed
-run bit-identical to an uninterrupted one on the CPU.
+The data order of epoch ``e`` depends only on ``(seed, e)`` and the loader's worker seeds come
+from a generator seeded the same way (:func:`ddetr_edu.data.loader.build_dataloader`). Together
+with the RNG states saved in the checkpoint this makes a resumed run bit-identical to an
+uninterrupted one on the CPU.
+
+Evaluation: every process predicts its share of the images, :func:`predict` gathers all the
+detections onto every rank, and :func:`evaluate` scores them on rank 0 alone and sends the
+metrics to the others.
 """
 from __future__ import annotations
 
@@ -21,21 +25,17 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ddetr_edu.training.checkpoint import capture_rng_state
+from ddetr_edu.checkpoints.training_state import capture_rng_state
+from ddetr_edu.data.loader import build_dataloader
 from ddetr_edu.training.config import TrainConfig
-from ddetr_edu.training.distributed import (
-    DistributedContext,
-    all_gather_objects,
-    all_reduce_mean,
-    make_sampler,
-)
+from ddetr_edu.training.distributed import DistributedContext, all_gather_objects, all_reduce_mean, run_on_main
 from ddetr_edu.training.logbook import Logbook
 from ddetr_edu.training.matcher import check_labels
 
@@ -54,22 +54,6 @@ class TrainState:
     best_ap: float = -1.0  # best validation AP so far (-1 before the first evaluation)
     last_metrics: dict[str, float] = field(default_factory=dict)
     rng_at_step_start: dict[str, Any] | None = None  # RNG before the running step loaded its batch
-
-
-class SkipFirst(Sampler[int]):
-    """The indices of ``sampler`` without the first ``skip`` (resuming in the middle of an epoch)."""
-
-    def __init__(self, sampler: Sampler[int], skip: int) -> None:
-        self.sampler = sampler
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        for position, index in enumerate(self.sampler):
-            if position >= self.skip:
-                yield index
-
-    def __len__(self) -> int:
-        return max(len(self.sampler) - self.skip, 0)  # type: ignore[arg-type]
 
 
 def seed_everything(seed: int) -> None:
@@ -136,33 +120,6 @@ def read_losses(loss_dict: dict[str, Tensor]) -> dict[str, float]:
     return dict(zip(keys, values))
 
 
-def make_loader(
-    dataset: Dataset,
-    collate_fn: Callable,
-    cfg: TrainConfig,
-    context: DistributedContext,
-    *,
-    train: bool,
-    epoch: int = 0,
-    skip_batches: int = 0,
-) -> DataLoader:
-    """The DataLoader of one epoch: order fixed by ``(cfg.seed, epoch)``, workers seeded alike."""
-    sampler: Sampler[int] = make_sampler(dataset, context, shuffle=train, seed=cfg.seed)
-    sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-    if skip_batches:
-        sampler = SkipFirst(sampler, skip_batches * cfg.batch_size)
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch * 16 + context.rank)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        collate_fn=collate_fn,
-        num_workers=cfg.num_workers,
-        generator=generator,
-        drop_last=False,
-    )
-
-
 def _loss_message(state: TrainState, values: dict[str, float]) -> str:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
@@ -177,6 +134,86 @@ def _loss_message(state: TrainState, values: dict[str, float]) -> str:
 def progress_enabled(context: DistributedContext) -> bool:
     """Progress bars on rank 0 of an interactive terminal only."""
     return context.is_main and sys.stderr.isatty()
+
+
+class LossMeans:
+    """Sums of the loss terms over the epoch and over the window since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.window: dict[str, float] = {}
+        self.window_steps = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.window[key] = self.window.get(key, 0.0) + value
+        self.steps += 1
+        self.window_steps += 1
+
+    def epoch_means(self) -> dict[str, float]:
+        return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+
+    def take_window(self) -> dict[str, float]:
+        """The means since the last call (a smoother curve than single steps), then a new window."""
+        means = {k: v / max(self.window_steps, 1) for k, v in self.window.items()}
+        self.window, self.window_steps = {}, 0
+        return means
+
+
+def forward_losses(
+    model: nn.Module,
+    criterion: nn.Module,
+    batch: tuple[Tensor, Tensor, list[dict]],
+    cfg: TrainConfig,
+    state: TrainState,
+    *,
+    device: torch.device,
+    context: DistributedContext,
+) -> tuple[Tensor, dict[str, float]]:
+    """(the loss to minimise, its terms as floats averaged over processes) for one batch of
+    images (n, 3, h, w), masks (n, h, w) and targets; :class:`NonFiniteLossError` on NaN/inf."""
+    images, masks, targets = batch
+    if hasattr(criterion, "num_classes"):  # checked on the CPU, before the batch moves
+        check_labels(targets, criterion.num_classes)
+    images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+    targets = move_targets(targets, device)
+    with autocast_context(cfg.amp, device):
+        outputs = model(images, masks)
+    loss_dict = criterion(to_float32(outputs), targets)  # one host sync: the matching
+    values = all_reduce_mean(read_losses(loss_dict), context)  # one host sync: the logged values
+    if not math.isfinite(values["loss"]):
+        raise NonFiniteLossError(_loss_message(state, values))
+    return loss_dict["loss"], values
+
+
+def optimizer_step(
+    model: nn.Module,
+    loss: Tensor,
+    optimizer: torch.optim.Optimizer,
+    clip_max_norm: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Backward, clip the gradients' total norm to ``clip_max_norm`` (0: no clipping), step.
+
+    With a GradScaler (fp16) the loss is scaled for the backward pass and the gradients are
+    unscaled before clipping, so that the true gradients are clipped.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_max_norm > 0:
+        # g <- g * min(1, max_norm / ||g||_2), ||g||_2 over all parameters together
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 def train_one_epoch(
@@ -199,66 +236,32 @@ def train_one_epoch(
     """
     model.train()
     criterion.train()
-    sums: dict[str, float] = {}  # per-term sums over the epoch
-    window: dict[str, float] = {}  # per-term sums since the last log line
-    steps = window_steps = 0
+    means = LossMeans()
     limit = cfg.max_steps_per_epoch
     total = len(loader) if limit is None else max(min(len(loader), limit - state.step_in_epoch), 0)
     bar = tqdm(total=total, desc=f"epoch {state.epoch}", leave=False, disable=not progress_enabled(context))
     batches = iter(loader)
-    while limit is None or state.step_in_epoch < limit:
-        # Ctrl-C saves this state: resuming re-draws the same augmentation and dropout
-        state.rng_at_step_start = capture_rng_state()
-        try:
-            images, masks, targets = next(batches)
-        except StopIteration:
-            break
-        if hasattr(criterion, "num_classes"):  # checked on the CPU, before the batch moves
-            check_labels(targets, criterion.num_classes)
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        targets = move_targets(targets, device)
-        with autocast_context(cfg.amp, device):
-            outputs = model(images, masks)
-        loss_dict = criterion(to_float32(outputs), targets)  # one host sync: the matching
-        values = all_reduce_mean(read_losses(loss_dict), context)  # one host sync: the logged values
-        if not math.isfinite(values["loss"]):
-            bar.close()
-            raise NonFiniteLossError(_loss_message(state, values))
-
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_dict["loss"]
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-        else:
-            loss.backward()
-        if cfg.clip_max_norm > 0:
-            # g <- g * min(1, max_norm / ||g||_2), ||g||_2 over all parameters together
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_max_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        state.step_in_epoch += 1
-        state.global_step += 1
-        steps += 1
-
-        for key, value in values.items():
-            sums[key] = sums.get(key, 0.0) + value
-            window[key] = window.get(key, 0.0) + value
-        window_steps += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{values['loss']:.3f}")
-        if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
-            # the mean of each term over the steps since the last line (a smoother curve)
-            lr = optimizer.param_groups[0]["lr"]
-            logbook.write("train", epoch=state.epoch, step=state.step_in_epoch, global_step=state.global_step,
-                          lr=lr, **{k: v / window_steps for k, v in window.items()})
-            window, window_steps = {}, 0
-    bar.close()
+    try:
+        while limit is None or state.step_in_epoch < limit:
+            # Ctrl-C saves this state: resuming re-draws the same augmentation and dropout
+            state.rng_at_step_start = capture_rng_state()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            loss, values = forward_losses(model, criterion, batch, cfg, state, device=device, context=context)
+            optimizer_step(model, loss, optimizer, cfg.clip_max_norm, scaler)
+            state.step_in_epoch += 1
+            state.global_step += 1
+            means.add(values)
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
+            if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
+                logbook.write("train", epoch=state.epoch, step=state.step_in_epoch, global_step=state.global_step,
+                              lr=optimizer.param_groups[0]["lr"], **means.take_window())
+    finally:
+        bar.close()
     state.rng_at_step_start = None
-    return {k: v / max(steps, 1) for k, v in sums.items()}
+    return means.epoch_means()
 
 
 Predictions = list[dict[str, Any]]  # [{"image_id", "scores" (k,), "labels" (k,), "boxes" (k, 4) xyxy px}]
@@ -303,6 +306,33 @@ def predict(
     return [merged[k] for k in sorted(merged)]
 
 
+Score = TypeVar("Score")
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    collate_fn: Callable,
+    postprocess: Callable[[dict, Tensor], list[dict]],
+    score: Callable[[Predictions], Score],
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    context: DistributedContext,
+) -> tuple[Score, Predictions]:
+    """(``score(detections)``, the detections) of ``model`` on ``dataset``.
+
+    Every rank predicts its share of the images and receives all the detections; rank 0 alone
+    calls ``score`` and sends its result to the others, so every rank returns the same score.
+    A collective call under torch.distributed: every rank must make it.
+    """
+    loader = build_dataloader(dataset, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers,
+                              collate_fn=collate_fn, rank=context.rank, world_size=context.world_size)
+    detections = predict(model, loader, postprocess, device=device, context=context, amp=cfg.amp,
+                         max_images=cfg.max_eval_images)
+    return run_on_main(lambda: score(detections), context), detections
+
+
 def timed(function: Callable[[], Any]) -> tuple[Any, float]:
     """``(function(), seconds)``."""
     start = time.perf_counter()
@@ -313,16 +343,18 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
 __all__ = [
     "NonFiniteLossError",
     "TrainState",
-    "SkipFirst",
     "seed_everything",
     "resolve_device",
     "autocast_context",
     "make_grad_scaler",
     "to_float32",
     "move_targets",
-    "make_loader",
     "progress_enabled",
+    "LossMeans",
+    "forward_losses",
+    "optimizer_step",
     "train_one_epoch",
     "predict",
+    "evaluate",
     "timed",
 ]

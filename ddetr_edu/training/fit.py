@@ -3,19 +3,13 @@
     result = fit(get_preset("shapes_cpu"), train_preset("shapes_cpu"), "data/shapes", "runs/demo")
 
 builds the detector (:func:`ddetr_edu.models.build_detector`), the loss, the COCO-format
-datasets with their augmentation, and runs :func:`ddetr_edu.training.loop.train_loop`, scoring
-with pycocotools every ``eval_every`` epochs. Two folder layouts are recognised
-(:func:`find_data`):
-
-* shapes (``ddetr_edu make-shapes``): ``train.json``, ``val.json``, ``images/{train,val}/``;
-* COCO 2017: ``annotations/instances_{train,val}2017.json``, ``train2017/``, ``val2017/``.
+datasets with their augmentation (:func:`ddetr_edu.data.folders.build_datasets`: the shapes or
+the COCO 2017 folder layout), and runs :func:`ddetr_edu.training.loop.train_loop`, scoring with
+pycocotools every ``eval_every`` epochs (:func:`ddetr_edu.data.evaluation.coco_scorer`).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -24,78 +18,12 @@ from torch import nn
 from ddetr_edu.config import ModelConfig, config_to_dict
 from ddetr_edu.data.coco import CocoDetection
 from ddetr_edu.data.collate import collate_detection
-from ddetr_edu.data.evaluation import CocoEvaluator, CocoMetrics
-from ddetr_edu.data.transforms import TransformConfig, build_eval_transforms, build_train_transforms
+from ddetr_edu.data.evaluation import CocoMetrics, coco_scorer, score_detections
+from ddetr_edu.data.folders import build_datasets
 from ddetr_edu.training.config import TrainConfig
 from ddetr_edu.training.distributed import DistributedContext, current_context
-from ddetr_edu.training.engine import make_loader, predict, resolve_device
+from ddetr_edu.training.engine import evaluate, resolve_device
 from ddetr_edu.training.loop import FitResult, train_loop
-
-
-@dataclass(frozen=True)
-class DataPaths:
-    """Image folders and COCO annotation files of the two splits."""
-
-    train_images: Path
-    train_annotations: Path
-    val_images: Path
-    val_annotations: Path
-
-
-def find_data(root: str | os.PathLike) -> DataPaths:
-    """The splits under ``root`` (shapes or COCO 2017 layout); ``FileNotFoundError`` otherwise."""
-    root = Path(root)
-    layouts = {
-        "shapes": DataPaths(root / "images" / "train", root / "train.json",
-                            root / "images" / "val", root / "val.json"),
-        "COCO 2017": DataPaths(root / "train2017", root / "annotations" / "instances_train2017.json",
-                               root / "val2017", root / "annotations" / "instances_val2017.json"),
-    }
-    for paths in layouts.values():
-        if all(Path(p).exists() for p in dataclasses.astuple(paths)):
-            return paths
-    expected = "; ".join(f"{name}: {', '.join(str(Path(p).relative_to(root)) for p in dataclasses.astuple(paths))}"
-                         for name, paths in layouts.items())
-    raise FileNotFoundError(f"no dataset found under {root}; expected one of these layouts: {expected}")
-
-
-def transform_config(cfg: TrainConfig) -> TransformConfig:
-    """The augmentation recipe of ``cfg`` as the data pipeline's :class:`TransformConfig`."""
-    recipe = TransformConfig.coco() if cfg.augmentation == "coco" else TransformConfig.shapes(cfg.image_size)
-    changes: dict[str, Any] = {"crop_prob": cfg.crop_prob, "flip_prob": cfg.flip_prob}
-    if not cfg.scale_jitter:
-        changes["train_scales"] = (recipe.eval_scale,)
-    return dataclasses.replace(recipe, **changes)
-
-
-def build_datasets(data_root: str | os.PathLike, cfg: TrainConfig) -> tuple[CocoDetection, CocoDetection]:
-    """(train set with augmentation, validation set with the evaluation resize)."""
-    paths = find_data(data_root)
-    recipe = transform_config(cfg)
-    train_set = CocoDetection(paths.train_images, paths.train_annotations, build_train_transforms(recipe))
-    val_set = CocoDetection(paths.val_images, paths.val_annotations, build_eval_transforms(recipe))
-    return train_set, val_set
-
-
-def coco_scorer(val_set: CocoDetection):
-    """``score(detections) -> (metrics, table)`` for :func:`train_loop`, with pycocotools."""
-
-    def score(detections: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
-        metrics = score_detections(val_set, detections)
-        return metrics.stats, metrics.table
-
-    return score
-
-
-def score_detections(val_set: CocoDetection, detections: list[dict[str, Any]]) -> CocoMetrics:
-    """COCO metrics of ``detections`` ([{"image_id", "scores", "labels", "boxes"}]) on ``val_set``.
-
-    Under torch.distributed the evaluator all-gathers, so every rank must call this (each with
-    its own, non-overlapping detections).
-    """
-    evaluator = CocoEvaluator(val_set.coco, val_set.label_to_category_id)
-    evaluator.update({d["image_id"]: d for d in detections})
-    return evaluator.compute()
 
 
 def build_criterion(model_cfg: ModelConfig) -> nn.Module:
@@ -164,7 +92,9 @@ def evaluate_model(
 ) -> tuple[CocoMetrics, list[dict[str, Any]]]:
     """COCO metrics of ``model`` on ``val_set`` and the detections behind them.
 
-    ``postprocess`` defaults to :func:`ddetr_edu.models.postprocess` (labels 0..C-1).
+    ``postprocess`` defaults to :func:`ddetr_edu.models.postprocess` (labels 0..C-1). Under
+    torch.distributed every rank must call it: the detections are gathered from all ranks,
+    rank 0 alone runs COCOeval and every rank returns the same metrics.
     """
     if postprocess is None:
         from ddetr_edu.models import postprocess
@@ -172,12 +102,8 @@ def evaluate_model(
     context = context or current_context()
     device = device or training_device(train_cfg, context)
     model.to(device)
-    loader = make_loader(val_set, collate_detection, train_cfg, context, train=False)
-    detections = predict(model, loader, postprocess, device=device, context=context, amp=train_cfg.amp,
-                         max_images=train_cfg.max_eval_images)
-    # rank 0 holds every rank's detections already; the others add none to the evaluator's gather
-    return score_detections(val_set, detections if context.is_main else []), detections
+    return evaluate(model, val_set, collate_detection, postprocess, lambda found: score_detections(val_set, found),
+                    train_cfg, device=device, context=context)
 
 
-__all__ = ["DataPaths", "find_data", "transform_config", "build_datasets", "coco_scorer", "score_detections",
-           "build_criterion", "check_classes", "training_device", "fit", "evaluate_model"]
+__all__ = ["build_criterion", "check_classes", "training_device", "fit", "evaluate_model"]

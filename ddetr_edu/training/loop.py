@@ -21,23 +21,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ddetr_edu.training.checkpoint import (
-    atomic_torch_save,
-    build_checkpoint,
-    load_checkpoint,
-    restore_training_state,
-)
+from ddetr_edu.checkpoints.reading import load_checkpoint
+from ddetr_edu.checkpoints.training_state import atomic_torch_save, build_checkpoint, restore_training_state
+from ddetr_edu.data.loader import build_dataloader
 from ddetr_edu.training.config import TrainConfig
 from ddetr_edu.training.distributed import DistributedContext, barrier, rank_zero_print, wrap_model
-from ddetr_edu.training.engine import (
-    TrainState,
-    make_grad_scaler,
-    make_loader,
-    predict,
-    seed_everything,
-    timed,
-    train_one_epoch,
-)
+from ddetr_edu.training.engine import TrainState, evaluate, make_grad_scaler, seed_everything, timed, train_one_epoch
 from ddetr_edu.training.logbook import AP_KEYS, Logbook
 from ddetr_edu.training.optim import build_optimizer, build_scheduler
 
@@ -59,8 +48,121 @@ class FitResult:
     model: nn.Module | None = field(default=None, repr=False)  # the trained model (unwrapped)
 
 
+@dataclass
+class TrainingRun:
+    """What the steps of one :func:`train_loop` run share; ``state`` changes as it trains."""
+
+    model: nn.Module  # unwrapped: checkpoints, evaluation and the epoch callback use it
+    train_model: nn.Module  # DDP-wrapped under torchrun (else ``model``): the training steps use it
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    state: TrainState
+    cfg: TrainConfig
+    run_dir: Path
+    model_config: dict[str, Any]  # stored in every checkpoint
+    context: DistributedContext
+    device: torch.device
+    logbook: Logbook
+    say: Callable[[str], None]  # progress lines (rank 0, when verbose)
+    table: str = ""  # the last evaluation's table
+
+    def train_epoch(self, train_set: Dataset, collate_fn: Callable) -> None:
+        """One epoch (the rest of it, after resuming mid-epoch), then the schedule's step."""
+        cfg, state, context = self.cfg, self.state, self.context
+        loader = build_dataloader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+                                  epoch=state.epoch, skip_batches=state.step_in_epoch, collate_fn=collate_fn,
+                                  rank=context.rank, world_size=context.world_size)
+        means, seconds = timed(lambda: train_one_epoch(
+            self.train_model, self.criterion, loader, self.optimizer, cfg, state,
+            device=self.device, context=context, scaler=self.scaler, logbook=self.logbook))
+        self.scheduler.step()
+        self.logbook.write("epoch", epoch=state.epoch, seconds=seconds, **{f"train_{k}": v for k, v in means.items()})
+        self.say(f"epoch {state.epoch + 1}/{cfg.epochs}: loss {means.get('loss', float('nan')):.4f} "
+                 f"({seconds:.1f} s, {state.step_in_epoch} steps)")
+        state.epoch += 1
+        state.step_in_epoch = 0
+
+    def evaluate_epoch(self, val_set: Dataset, collate_fn: Callable, postprocess: Callable, score: ScoreFn) -> bool:
+        """Score the model on ``val_set`` (rank 0 scores, every rank gets the metrics); True when
+        the AP beats the best so far."""
+        state = self.state
+        (metrics, self.table), _ = evaluate(self.model, val_set, collate_fn, postprocess, score, self.cfg,
+                                            device=self.device, context=self.context)
+        state.last_metrics = {k: float(metrics[k]) for k in AP_KEYS if k in metrics}
+        self.logbook.write("eval", epoch=state.epoch, **state.last_metrics)
+        self.say(f"epoch {state.epoch}: AP {state.last_metrics.get('AP', float('nan')):.3f} "
+                 f"AP50 {state.last_metrics.get('AP50', float('nan')):.3f}")
+        if state.last_metrics.get("AP", -1.0) > state.best_ap:
+            state.best_ap = state.last_metrics["AP"]
+            return True
+        return False
+
+    def save(self, name: str, step_in_epoch: int, rng: dict | None = None) -> None:
+        """Write ``run_dir/name`` atomically (rank 0 only); ``rng``: the states to store (default: now)."""
+        if not self.context.is_main:
+            return
+        state = self.state
+        checkpoint = build_checkpoint(
+            model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+            epoch=state.epoch, step_in_epoch=step_in_epoch, global_step=state.global_step,
+            best_ap=state.best_ap, model_config=self.model_config, train_config=self.cfg.to_dict(),
+            metrics=state.last_metrics, rng=rng,
+        )
+        atomic_torch_save(checkpoint, self.run_dir / name)
+
+    def result(self, interrupted: bool) -> FitResult:
+        state = self.state
+        return FitResult(self.run_dir, state.epoch, state.best_ap, state.last_metrics, self.table, interrupted,
+                         self.model)
+
+
 def _should_evaluate(epoch_done: int, cfg: TrainConfig) -> bool:
     return epoch_done % cfg.eval_every == 0 or epoch_done == cfg.epochs
+
+
+def _resumed_state(checkpoint: dict[str, Any], cfg: TrainConfig, context: DistributedContext) -> TrainState:
+    """The counters of ``checkpoint`` (whose RNG states are already restored)."""
+    state = TrainState(epoch=checkpoint["epoch"], step_in_epoch=checkpoint["step_in_epoch"],
+                       global_step=checkpoint["global_step"], best_ap=checkpoint["best_ap"],
+                       last_metrics=dict(checkpoint["metrics"]))
+    if context.rank > 0:  # the checkpoint holds rank 0's RNG; give the others their own
+        seed_everything(cfg.seed + context.rank + 7919 * state.epoch)
+    return state
+
+
+def start_run(
+    model: nn.Module,
+    criterion: nn.Module,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    model_config: dict[str, Any],
+    resume: str | Path | None,
+    context: DistributedContext,
+    device: torch.device,
+    verbose: bool,
+) -> TrainingRun:
+    """Seed, move to ``device``, build the optimiser, schedule and scaler, restore ``resume``."""
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda line: rank_zero_print(context, line)) if verbose else (lambda line: None)
+    seed_everything(cfg.seed + context.rank)
+    model.to(device)
+    criterion.to(device)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    scaler = make_grad_scaler(cfg.amp, device)
+    state = TrainState()
+    if resume is not None:
+        checkpoint = load_checkpoint(resume, map_location=device)
+        restore_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        state = _resumed_state(checkpoint, cfg, context)
+        say(f"resumed from {resume}: epoch {state.epoch}, step {state.step_in_epoch}")
+    return TrainingRun(model, wrap_model(model, context, cfg.find_unused_parameters), criterion, optimizer,
+                       scheduler, scaler, state, cfg, run_dir, model_config, context, device,
+                       Logbook(run_dir / "log.jsonl", enabled=context.is_main), say)
 
 
 def train_loop(
@@ -85,7 +187,8 @@ def train_loop(
 
     ``postprocess(outputs, orig_sizes) -> detections`` and ``score(detections) -> (metrics,
     table)`` run the COCO evaluation on ``val_set`` every ``cfg.eval_every`` epochs; pass
-    ``None`` for any of the three to skip evaluation. Raises
+    ``None`` for any of the three to skip evaluation. Under torch.distributed ``score`` runs on
+    rank 0 alone, with every rank's detections, and its result is sent to every rank. Raises
     :class:`~ddetr_edu.training.engine.NonFiniteLossError` on a NaN/inf loss (checkpoints
     untouched); returns with ``interrupted=True`` after saving on Ctrl-C.
 
@@ -94,87 +197,30 @@ def train_loop(
     (``epochs_done = 0``, not when resuming) and after every epoch.
     """
     context = context or DistributedContext()
-    device = device or torch.device("cpu")
-    run_dir = Path(run_dir)
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: rank_zero_print(context, *a)) if verbose else (lambda *a: None)
-
-    seed_everything(cfg.seed + context.rank)
-    model.to(device)
-    criterion.to(device)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    scaler = make_grad_scaler(cfg.amp, device)
-    state = TrainState()
-    if resume is not None:
-        checkpoint = load_checkpoint(resume, map_location=device)
-        restore_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-        state = TrainState(epoch=checkpoint["epoch"], step_in_epoch=checkpoint["step_in_epoch"],
-                           global_step=checkpoint["global_step"], best_ap=checkpoint["best_ap"],
-                           last_metrics=dict(checkpoint["metrics"]))
-        if context.rank > 0:  # the checkpoint holds rank 0's RNG; give the others their own
-            seed_everything(cfg.seed + context.rank + 7919 * state.epoch)
-        say(f"resumed from {resume}: epoch {state.epoch}, step {state.step_in_epoch}")
-    train_model = wrap_model(model, context, cfg.find_unused_parameters)
-    logbook = Logbook(run_dir / "log.jsonl", enabled=context.is_main)
+    run = start_run(model, criterion, cfg, Path(run_dir), model_config=model_config or {}, resume=resume,
+                    context=context, device=device or torch.device("cpu"), verbose=verbose)
     evaluating = val_set is not None and postprocess is not None and score is not None
-    table = ""
+    state = run.state
     if epoch_callback is not None and context.is_main and state.epoch == 0 and state.step_in_epoch == 0:
         epoch_callback(model, 0)  # the untrained model
-
-    def save(name: str, step_in_epoch: int, rng: dict | None = None) -> None:
-        if not context.is_main:
-            return
-        checkpoint = build_checkpoint(
-            model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-            epoch=state.epoch, step_in_epoch=step_in_epoch, global_step=state.global_step,
-            best_ap=state.best_ap, model_config=model_config or {}, train_config=cfg.to_dict(),
-            metrics=state.last_metrics, rng=rng,
-        )
-        atomic_torch_save(checkpoint, run_dir / name)
-
     try:
         while state.epoch < cfg.epochs:
-            loader = make_loader(train_set, collate_fn, cfg, context, train=True,
-                                 epoch=state.epoch, skip_batches=state.step_in_epoch)
-            means, seconds = timed(lambda: train_one_epoch(
-                train_model, criterion, loader, optimizer, cfg, state,
-                device=device, context=context, scaler=scaler, logbook=logbook))
-            scheduler.step()
-            logbook.write("epoch", epoch=state.epoch, seconds=seconds,
-                          **{f"train_{k}": v for k, v in means.items()})
-            say(f"epoch {state.epoch + 1}/{cfg.epochs}: loss {means.get('loss', float('nan')):.4f} "
-                f"({seconds:.1f} s, {state.step_in_epoch} steps)")
-            state.epoch += 1
-            state.step_in_epoch = 0
+            run.train_epoch(train_set, collate_fn)
             improved = False
             if evaluating and _should_evaluate(state.epoch, cfg):
-                val_loader = make_loader(val_set, collate_fn, cfg, context, train=False)
-                detections = predict(model, val_loader, postprocess, device=device, context=context,
-                                     amp=cfg.amp, max_images=cfg.max_eval_images)
-                # every rank scores (a distributed COCO evaluator all-gathers); rank 0 alone
-                # passes the detections, which predict() already gathered from all ranks
-                metrics, table = score(detections if context.is_main else [])
-                state.last_metrics = {k: float(metrics[k]) for k in AP_KEYS if k in metrics}
-                logbook.write("eval", epoch=state.epoch, **state.last_metrics)
-                say(f"epoch {state.epoch}: AP {state.last_metrics.get('AP', float('nan')):.3f} "
-                    f"AP50 {state.last_metrics.get('AP50', float('nan')):.3f}")
-                if state.last_metrics.get("AP", -1.0) > state.best_ap:
-                    state.best_ap = state.last_metrics["AP"]
-                    improved = True
-            save(LAST, 0)
+                improved = run.evaluate_epoch(val_set, collate_fn, postprocess, score)
+            run.save(LAST, 0)
             if improved:
-                save(BEST, 0)
+                run.save(BEST, 0)
             if epoch_callback is not None and context.is_main:
                 epoch_callback(model, state.epoch)
             barrier(context)
     except KeyboardInterrupt:
-        save(INTERRUPTED, state.step_in_epoch, rng=state.rng_at_step_start)
-        say(f"\ninterrupted at epoch {state.epoch}, step {state.step_in_epoch}: saved "
-            f"{run_dir / INTERRUPTED}; continue with --resume {run_dir / INTERRUPTED}")
-        return FitResult(run_dir, state.epoch, state.best_ap, state.last_metrics, table, True, model)
-    return FitResult(run_dir, state.epoch, state.best_ap, state.last_metrics, table, False, model)
+        run.save(INTERRUPTED, state.step_in_epoch, rng=state.rng_at_step_start)
+        run.say(f"\ninterrupted at epoch {state.epoch}, step {state.step_in_epoch}: saved "
+                f"{run.run_dir / INTERRUPTED}; continue with --resume {run.run_dir / INTERRUPTED}")
+        return run.result(interrupted=True)
+    return run.result(interrupted=False)
 
 
-__all__ = ["LAST", "BEST", "INTERRUPTED", "FitResult", "ScoreFn", "train_loop"]
+__all__ = ["LAST", "BEST", "INTERRUPTED", "FitResult", "ScoreFn", "TrainingRun", "start_run", "train_loop"]

@@ -11,36 +11,30 @@ Axis glossary: ``d`` decoder layers, ``e`` encoder layers, ``q`` queries, ``s`` 
   :func:`plot_summary`;
 * ``recording``: :class:`SamplingRecorder`, the sampling pattern of fixed probes during training;
   ``evolution``: its frames and an animated GIF;
-* ``explorer``: :class:`SamplingExplorer`, an ipywidgets explorer for notebooks;
-* ``pipeline``: :func:`visualize_files` (``ddetr-edu visualize``), :func:`visualize_dataset` (the demo).
+* ``explorer``: :class:`SamplingExplorer`, an ipywidgets explorer for notebooks (ipywidgets, from
+  the ``book`` extra, is imported when an explorer is made);
+* ``pipeline``: :func:`visualize_files` (``ddetr-edu visualize``), :func:`visualize_dataset` (the demo);
+* ``curves``: a training run's loss and AP curves from its logbook: :func:`plot_loss_curve`,
+  :func:`plot_ap_curve`, :func:`save_curves`.
 
-Submodules load lazily: ``import ddetr_edu.viz`` does not import matplotlib until a name is used.
+``import ddetr_edu.viz`` imports matplotlib; ``ddetr_edu``, ``ddetr_edu.ops`` and
+``ddetr_edu.models`` do not.
 """
-from __future__ import annotations
+from ddetr_edu.viz.attention import ImageAttention, attention_from_outputs, compute_attention
+from ddetr_edu.viz.coordinates import locations_to_pixels
+from ddetr_edu.viz.curves import plot_ap_curve, plot_loss_curve, save_curves
+from ddetr_edu.viz.decoder_figures import plot_decoder_sampling
+from ddetr_edu.viz.encoder_figures import plot_encoder_sampling
+from ddetr_edu.viz.evolution import plot_evolution_frames, save_evolution_gif
+from ddetr_edu.viz.explorer import SamplingExplorer
+from ddetr_edu.viz.loading import load_detector
+from ddetr_edu.viz.pipeline import VisualizeOptions, figures_for_image, visualize_dataset, visualize_files
+from ddetr_edu.viz.recording import SamplingRecorder, load_sampling_history
+from ddetr_edu.viz.refinement_figures import plot_refinement
+from ddetr_edu.viz.summary import plot_summary
 
-from ddetr_edu.lazy_exports import lazy_exports
-
-_LAZY = {
-    "ImageAttention": "attention",
-    "attention_from_outputs": "attention",
-    "compute_attention": "attention",
-    "locations_to_pixels": "coordinates",
-    "plot_decoder_sampling": "decoder_figures",
-    "plot_encoder_sampling": "encoder_figures",
-    "plot_refinement": "refinement_figures",
-    "plot_summary": "summary",
-    "SamplingRecorder": "recording",
-    "load_sampling_history": "recording",
-    "plot_evolution_frames": "evolution",
-    "save_evolution_gif": "evolution",
-    "SamplingExplorer": "explorer",
-    "VisualizeOptions": "pipeline",
-    "figures_for_image": "pipeline",
-    "visualize_files": "pipeline",
-    "visualize_dataset": "pipeline",
-    "load_detector": "loading",
-}
-
-__all__ = sorted(_LAZY)
-
-__getattr__ = lazy_exports(__name__, _LAZY)
+__all__ = ["ImageAttention", "SamplingExplorer", "SamplingRecorder", "VisualizeOptions",
+           "attention_from_outputs", "compute_attention", "figures_for_image", "load_detector",
+           "load_sampling_history", "locations_to_pixels", "plot_ap_curve", "plot_decoder_sampling",
+           "plot_encoder_sampling", "plot_evolution_frames", "plot_loss_curve", "plot_refinement",
+           "plot_summary", "save_curves", "save_evolution_gif", "visualize_dataset", "visualize_files"]

@@ -12,12 +12,14 @@ matplotlib ``button_press_event`` handler that selects the nearest detection's q
 Both work without a front end (the book and the tests call them directly). For live clicks use
 an interactive backend: create the figure with ``%matplotlib widget`` (ipympl) and pass it as
 ``figure=plt.figure()``; the figure's canvas then replaces the static image in the widget.
+
+ipywidgets comes with the ``book`` extra (``pip install -e ".[book]"``); it is imported when an
+explorer is made, so this module imports without it.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
@@ -29,6 +31,16 @@ from ddetr_edu.viz.encoder_figures import draw_encoder_token, tokens_for_points
 from ddetr_edu.viz.summary import draw_detections
 
 ALL = -1  # the "all" choice of the head and level controls
+
+
+def _ipywidgets():
+    """The ipywidgets module, or an ImportError that says where it comes from."""
+    try:
+        import ipywidgets
+    except ImportError as error:
+        raise ImportError("SamplingExplorer needs ipywidgets, which comes with the book extra: "
+                          "pip install -e \".[book]\" (or pip install ipywidgets)") from error
+    return ipywidgets
 
 
 class SamplingExplorer:
@@ -43,6 +55,7 @@ class SamplingExplorer:
         if len(queries) == 0:  # nothing above the threshold: still show the best query
             queries = attention.top_queries(1)
         self.queries = [int(q) for q in queries]
+        widgets = _ipywidgets()
         self.layer = widgets.IntSlider(value=attention.num_decoder_layers - 1, min=0,
                                        max=attention.num_decoder_layers - 1, description="layer")
         self.head = widgets.Dropdown(options=[("all", ALL)] + [(str(m), m) for m in range(attention.num_heads)],

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from torch import nn
+from PIL import Image
+from torch import Tensor, nn
 
+from ddetr_edu.config import ModelConfig
 from ddetr_edu.viz.attention import ImageAttention, compute_attention
 from ddetr_edu.viz.decoder_figures import plot_decoder_sampling
 from ddetr_edu.viz.encoder_figures import plot_encoder_sampling
-from ddetr_edu.viz.loading import load_detector, prepare_image
+from ddetr_edu.viz.loading import LoadedDetector, load_detector, prepare_image
 from ddetr_edu.viz.refinement_figures import plot_refinement
 from ddetr_edu.viz.summary import plot_summary
 
@@ -77,23 +79,62 @@ def save_figures(figures: dict[str, Figure], out_dir: str | os.PathLike, stem: s
     return paths
 
 
+def check_options(options: VisualizeOptions, cfg: ModelConfig) -> None:
+    """ValueError when ``options`` name a decoder layer, head or level the model of ``cfg`` lacks."""
+    t = cfg.transformer
+    if not -t.dec_layers <= options.layer < t.dec_layers:
+        raise ValueError(f"layer: expected a decoder layer in {-t.dec_layers}..{t.dec_layers - 1} "
+                         f"(-1 = last), got {options.layer}")
+    if options.head is not None and not 0 <= options.head < t.n_heads:
+        raise ValueError(f"head: expected None (all heads) or 0..{t.n_heads - 1}, got {options.head}")
+    if not 0 <= options.query_level < t.num_feature_levels:
+        raise ValueError(f"query_level: expected 0..{t.num_feature_levels - 1}, got {options.query_level}")
+
+
+@dataclass
+class Visualization:
+    """Everything checked and read, ready to draw: the detector and each image's
+    (path, original picture, model input (3, h, w))."""
+
+    detector: LoadedDetector
+    options: VisualizeOptions
+    images: list[tuple[Path, Image.Image, Tensor]]
+
+
+def prepare_visualization(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike],
+                          options: VisualizeOptions = VisualizeOptions(), device: str = "cpu",
+                          short_side: int | None = None) -> Visualization:
+    """Check the image files, load ``checkpoint`` (ours or official), check ``options`` against
+    the model and read the images. Every bad input is a ValueError or FileNotFoundError raised
+    here, before anything is drawn."""
+    if not images:
+        raise ValueError("images: expected at least one image file")
+    missing = [str(image) for image in images if not Path(image).is_file()]
+    if missing:  # before the (slow) model is built
+        raise FileNotFoundError(f"image file not found: {', '.join(missing)}")
+    detector = load_detector(checkpoint, device)
+    check_options(options, detector.model.cfg)
+    read = [(Path(image), *prepare_image(image, detector.transforms, short_side)) for image in images]
+    return Visualization(detector, options, read)
+
+
+def draw_visualization(visualization: Visualization, out_dir: str | os.PathLike) -> list[Path]:
+    """Run the model on each prepared image and write its PNG files; returns the paths."""
+    detector, options = visualization.detector, visualization.options
+    device = next(detector.model.parameters()).device
+    written = []
+    for path, picture, tensor in visualization.images:
+        attention = compute_attention(detector.model, tensor[None].to(device))[0]
+        figures = figures_for_image(picture, attention, options, detector.class_names)
+        written += save_figures(figures, out_dir, path.stem, options.dpi)
+    return written
+
+
 def visualize_files(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike],
                     out_dir: str | os.PathLike, options: VisualizeOptions = VisualizeOptions(),
                     device: str = "cpu", short_side: int | None = None) -> list[Path]:
     """Load ``checkpoint`` (ours or official), run it on each image file, write the PNG files."""
-    if not images:
-        raise ValueError("images: expected at least one image file")
-    for image in images:  # fail on a bad path before the (slow) model is built
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"image file not found: {image}")
-    detector = load_detector(checkpoint, device)
-    written = []
-    for image_path in images:
-        picture, tensor = prepare_image(image_path, detector.transforms, short_side)
-        attention = compute_attention(detector.model, tensor[None])[0]
-        figures = figures_for_image(picture, attention, options, detector.class_names)
-        written += save_figures(figures, out_dir, Path(image_path).stem, options.dpi)
-    return written
+    return draw_visualization(prepare_visualization(checkpoint, images, options, device, short_side), out_dir)
 
 
 def visualize_dataset(model: nn.Module, dataset, indices: Sequence[int], out_dir: str | os.PathLike,
@@ -118,5 +159,5 @@ def visualize_dataset(model: nn.Module, dataset, indices: Sequence[int], out_dir
     return written
 
 
-__all__ = ["FIGURE_KINDS", "VisualizeOptions", "figures_for_image", "save_figures", "visualize_files",
-           "visualize_dataset"]
+__all__ = ["FIGURE_KINDS", "VisualizeOptions", "Visualization", "check_options", "draw_visualization",
+           "figures_for_image", "prepare_visualization", "save_figures", "visualize_dataset", "visualize_files"]

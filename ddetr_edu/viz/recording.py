@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ddetr_edu.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ddetr_edu.models.inputs import pad_images
-from ddetr_edu.training.checkpoint import atomic_torch_save
+from ddetr_edu.checkpoints.training_state import atomic_torch_save
 from ddetr_edu.viz.attention import compute_attention
 from ddetr_edu.viz.encoder_figures import tokens_for_points
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from ddetr_edu.data import STAT_NAMES, CocoDetection, CocoEvaluator, evaluate_detections, load_coco_annotations
+from ddetr_edu.data import (STAT_NAMES, CocoDetection, CocoEvaluator, coco_scorer, evaluate_detections,
+                            load_coco_annotations, score_detections)
 
 
 def ground_truth_predictions(dataset, keep=lambda box: True, jitter=0.0, seed=0):
@@ -104,39 +105,11 @@ def test_bad_predictions_are_rejected(val_set):
         CocoEvaluator(val_set.coco, [1, 2, 99])
 
 
-def _gather_worker(rank, init_file, ann_file, queue):
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        coco = load_coco_annotations(ann_file)
-        evaluator = CocoEvaluator(coco, sorted(coco.cats))
-        image_id = sorted(coco.imgs)[rank]  # each process predicted one image
-        anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
-        evaluator.update({image_id: {
-            "scores": torch.ones(len(anns)),
-            "labels": torch.tensor([sorted(coco.cats).index(a["category_id"]) for a in anns]),
-            "boxes": torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]),
-        }})
-        evaluator.gather_from_all_processes()
-        if rank == 0:
-            queue.put((sorted(evaluator.image_ids), evaluator.compute().stats["AP"]))
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-def test_gather_from_all_processes_merges_ranks(tiny_shapes, tmp_path):
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    workers = [context.Process(target=_gather_worker, args=(rank, tmp_path / "init", tiny_shapes.val_json, queue))
-               for rank in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    for worker in workers:
-        if worker.is_alive():  # a hang is a failure, not a stuck test session
-            worker.terminate()
-    assert all(worker.exitcode == 0 for worker in workers)
-    image_ids, ap = queue.get(timeout=5)
-    assert image_ids == [1, 2] and ap == pytest.approx(1.0)
+def test_score_detections_and_the_training_loops_scorer(val_set):
+    predictions = ground_truth_predictions(val_set, jitter=0.05)
+    detections = [{"image_id": image_id, **prediction} for image_id, prediction in predictions.items()]
+    metrics = score_detections(val_set, detections)
+    expected = evaluate_detections(val_set.coco, val_set.label_to_category_id, predictions)
+    assert metrics.stats == pytest.approx(expected.stats, nan_ok=True) and metrics.stats["AP"] < 1.0
+    stats, table = coco_scorer(val_set)(detections)
+    assert stats == pytest.approx(metrics.stats, nan_ok=True) and table == metrics.table

@@ -1,10 +1,11 @@
-"""Padding masks and reproducible loaders."""
+"""Padding masks and reproducible loaders (per epoch, per rank, resumable mid-epoch)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ddetr_edu.data import CocoDetection, TransformConfig, build_dataloader, build_train_transforms, collate_detection
+from ddetr_edu.data import (CocoDetection, SkipFirst, TransformConfig, build_dataloader, build_train_transforms,
+                            collate_detection)
 
 
 def fake_item(h, w, value):
@@ -60,10 +61,39 @@ def test_loader_in_process_is_reproducible_with_torch_seed(tiny_shapes):
     _assert_same(*runs)
 
 
-def test_loader_with_sampler_requires_no_shuffle(tiny_shapes):
+def _ids(loader):
+    return [t["image_id"] for *_, targets in loader for t in targets]
+
+
+def test_order_depends_on_seed_and_epoch_only(tiny_shapes):
     dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json)
-    sampler = torch.utils.data.SequentialSampler(dataset)
-    with pytest.raises(ValueError, match="shuffle"):
-        build_dataloader(dataset, batch_size=2, shuffle=True, seed=0, sampler=sampler)
-    ids = [t["image_id"] for *_, targets in build_dataloader(dataset, 5, False, 0, sampler=sampler) for t in targets]
-    assert ids == dataset.image_ids
+    torch.manual_seed(0)
+    first = _ids(build_dataloader(dataset, 4, shuffle=True, seed=1, epoch=2))
+    torch.manual_seed(99)  # the global RNG does not matter
+    assert _ids(build_dataloader(dataset, 4, shuffle=True, seed=1, epoch=2)) == first
+    assert _ids(build_dataloader(dataset, 4, shuffle=True, seed=1, epoch=3)) != first
+    assert sorted(first) == sorted(dataset.image_ids)
+    assert _ids(build_dataloader(dataset, 5, shuffle=False, seed=0)) == dataset.image_ids
+
+
+def test_skipping_batches_continues_where_an_epoch_stopped(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json)
+    whole = _ids(build_dataloader(dataset, 3, shuffle=True, seed=4, epoch=1))
+    assert _ids(build_dataloader(dataset, 3, shuffle=True, seed=4, epoch=1, skip_batches=2)) == whole[6:]
+    assert list(SkipFirst(range(7), 3)) == [3, 4, 5, 6] and len(SkipFirst(range(7), 3)) == 4
+
+
+def test_ranks_share_out_the_epoch(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json)  # 12 images
+    whole = _ids(build_dataloader(dataset, 2, shuffle=True, seed=4, epoch=1))
+    parts = [_ids(build_dataloader(dataset, 2, shuffle=True, seed=4, epoch=1, rank=r, world_size=3)) for r in range(3)]
+    assert [len(p) for p in parts] == [4, 4, 4] and sorted(sum(parts, [])) == sorted(whole)
+    assert parts[1] == whole[1::3]  # rank r gets every W-th image of the one shuffled order
+
+
+def test_bad_loader_settings_are_rejected(tiny_shapes):
+    dataset = CocoDetection(tiny_shapes.val_images, tiny_shapes.val_json)
+    with pytest.raises(ValueError, match="batch_size"):
+        build_dataloader(dataset, 0, shuffle=False, seed=0)
+    with pytest.raises(ValueError, match="rank"):
+        build_dataloader(dataset, 2, shuffle=False, seed=0, rank=2, world_size=2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddetr_edu.ops import cuda_backend, level_starts, ms_deform_attn
+from ddetr_edu.ops import Levels, cuda_backend, ms_deform_attn
 
 pytestmark = pytest.mark.gpu
 
@@ -49,7 +49,7 @@ def run_both(value, loc, weights, grad_out, shapes, reference_dtype=None):
 
 def test_gradcheck_float64():
     (value, loc, weights, _), shapes = make_inputs(torch.float64, n=1, lq=3, m=2, d=5, k=2)
-    starts = level_starts(shapes)
+    starts = Levels(shapes).starts
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     assert torch.autograd.gradcheck(
         lambda v, p, a: cuda_backend.ms_deform_attn_cuda(v, shapes, starts, p, a), leaves, eps=1e-6, atol=1e-7)
@@ -81,7 +81,7 @@ def test_half_precision_within_rounding(dtype):
 
 def test_torch_compile_of_a_module_using_the_op():
     (value, loc, weights, grad_out), shapes = make_inputs(torch.float32)
-    starts = level_starts(shapes)
+    starts = Levels(shapes).starts
     proj = torch.nn.Linear(value.shape[2] * value.shape[3], 8).to(DEVICE)
 
     def block(v, p, a):

@@ -1,17 +1,27 @@
 """The torch registration of the kernel (``ddetr_edu::ms_deform_attn``), checked on the CPU.
 
-On CPU tensors the op runs the kernel's code built for the CPU, so the schema, the fake (meta)
-implementation, the registered autograd and torch.compile tracing are all tested without a GPU.
+The library implements the op for CUDA tensors only; here the kernel's code built for the CPU
+(``kernels/kernel_on_cpu.py``) is registered as its CPU implementation, so the schema, the fake
+(meta) implementation, the registered autograd and torch.compile tracing are all tested without a
+GPU.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ddetr_edu.ops import cuda_backend, kernel_on_cpu, ms_deform_attn
+import kernel_on_cpu  # kernels/, on the path through pyproject.toml
+from ddetr_edu.ops import cuda_backend, ms_deform_attn
 
 needs_cpu_build = pytest.mark.skipif(not kernel_on_cpu.kernel_on_cpu_status()[0],
                                      reason="CPU build of the kernel unavailable (no C++ compiler?)")
+
+
+@pytest.fixture(autouse=True)
+def op_on_cpu():
+    """The kernel's CPU build as the op's CPU implementation (for the rest of the process)."""
+    if kernel_on_cpu.kernel_on_cpu_status()[0]:
+        kernel_on_cpu.register_as_cpu_implementation()
 
 
 SHAPES = [4, 6, 3, 3]  # the op's flattened level sizes: (H_0, W_0, H_1, W_1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-CSRC = Path(__file__).resolve().parents[2] / "kernels" / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "ddetr_edu" / "ops" / "csrc"
 ARCHS = ("80", "90")
 # Kernel instances compiled by msda_kernel.cu: (value type, G) pairs, forward and backward each.
 INSTANCES = {"double": (1, 2), "float": (1, 2, 4), "__half": (1, 2, 4, 8), "__nv_bfloat16": (1, 2, 4, 8)}

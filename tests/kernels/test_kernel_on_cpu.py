@@ -1,13 +1,14 @@
-"""The kernel's per-thread code (kernels/csrc/msda_math.h), built for the CPU with g++, equals the
-einops backend: forward and all three gradients, for every launch configuration the GPU can pick.
+"""The kernel's per-thread code (ddetr_edu/ops/csrc/msda_math.h), built for the CPU with g++ by the
+harness ``kernels/kernel_on_cpu.py``, equals the einops backend: forward and all three gradients,
+for every launch configuration the GPU can pick.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
+import kernel_on_cpu  # kernels/, on the path through pyproject.toml
 from ddetr_edu.ops import level_start_index, ms_deform_attn
-from ddetr_edu.ops import kernel_on_cpu
 
 available, reason = kernel_on_cpu.kernel_on_cpu_status()
 pytestmark = pytest.mark.skipif(not available, reason=f"CPU build of the kernel unavailable: {reason}")

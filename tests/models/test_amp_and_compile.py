@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import ddetr_edu.ops.dispatch as dispatch
+import kernel_on_cpu  # kernels/, on the path through pyproject.toml
 from ddetr_edu.config import get_preset
 from ddetr_edu.models import build_detector, pad_images
-from ddetr_edu.ops import kernel_on_cpu
 
 torch.set_num_threads(2)
 
@@ -89,8 +89,9 @@ def test_inference_forward_compiles_without_graph_breaks(backend):
 
 @pytest.mark.skipif(not kernel_on_cpu.kernel_on_cpu_status()[0], reason="CPU build of the kernel unavailable")
 def test_inference_forward_with_the_kernel_op_compiles(monkeypatch):
-    """The "cuda" path: the custom op (here its CPU implementation, the kernel's code) with its
-    fake implementation, reached through the dispatcher as on a GPU."""
+    """The "cuda" path: the custom op (with the kernel's code registered as its CPU
+    implementation) and its fake implementation, reached through the dispatcher as on a GPU."""
+    kernel_on_cpu.register_as_cpu_implementation()
     torch._dynamo.reset()
     calls = []
     monkeypatch.setattr(dispatch, "resolve_backend", lambda backend, value: calls.append(backend) or "cuda")

@@ -85,11 +85,12 @@ def test_resnet_dc5_wrapper_strides():
 
 
 @pytest.mark.parametrize("images,masks,match", [
-    (torch.randn(1, 1, 32, 32), None, r"images: expected shape \(N, 3, H, W\), got \(1, 1, 32, 32\)"),
-    (torch.randn(3, 32, 32), None, r"images: expected shape \(N, 3, H, W\), got \(3, 32, 32\)"),
-    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), None, "images: expected a floating-point dtype, got torch.uint8"),
-    (torch.randn(1, 3, 32, 32), torch.zeros(1, 32, 32), r"masks: expected bool.*torch.float32"),
-    (torch.randn(1, 3, 32, 32), torch.zeros(1, 16, 32, dtype=torch.bool), r"masks: expected bool of shape \(1, 32, 32\)"),
+    (torch.randn(1, 1, 32, 32), None, r"images: expected 3 channels .*\(shape \(1, 1, 32, 32\)\)"),
+    (torch.randn(3, 32, 32), None, r"images: expected 4 dimensions \(N, 3, H, W\), got shape \(3, 32, 32\)"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), None, "images: expected a floating-point tensor .*got torch.uint8"),
+    ([torch.randn(3, 32, 32)], None, "images: expected a tensor .*got list"),
+    (torch.randn(1, 3, 32, 32), torch.zeros(1, 32, 32), r"masks: expected a bool tensor .*torch.float32"),
+    (torch.randn(1, 3, 32, 32), torch.zeros(1, 16, 32, dtype=torch.bool), r"masks: expected shape \(N, H, W\) = \(1, 32, 32\)"),
 ])
 def test_bad_input_raises_value_error(images, masks, match):
     backbone = Backbone(BackboneConfig(arch="small_cnn"))

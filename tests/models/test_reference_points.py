@@ -7,6 +7,7 @@ import torch
 
 from ddetr_edu.models.encoder import encoder_reference_points, valid_ratios
 from ddetr_edu.models.two_stage import encoder_proposals, proposal_position_embedding, top_proposals
+from ddetr_edu.ops import Levels
 
 
 def _mask(h, w, valid_h, valid_w):
@@ -22,7 +23,7 @@ def test_valid_ratios_are_w_then_h():
 
 def test_reference_points_are_pixel_centres_without_padding():
     ratios = torch.ones(1, 2, 2)
-    ref = encoder_reference_points([(2, 4), (1, 2)], ratios)  # (1, S=10, L=2, 2)
+    ref = encoder_reference_points(Levels([(2, 4), (1, 2)]), ratios)  # (1, S=10, L=2, 2)
     assert ref.shape == (1, 10, 2, 2)
     # level 0, pixel (row 1, col 2): centre ((2 + 0.5) / 4, (1 + 0.5) / 2)
     assert torch.allclose(ref[0, 6, 0], torch.tensor([0.625, 0.75]))
@@ -33,7 +34,7 @@ def test_reference_points_are_pixel_centres_without_padding():
 def test_reference_points_with_padding_map_valid_area_to_each_level():
     # image valid on the left half of level 0 (4 of 8 columns) and on 1 of 2 columns of level 1
     ratios = torch.tensor([[[0.5, 1.0], [0.5, 1.0]]])
-    ref = encoder_reference_points([(1, 8), (1, 2)], ratios)
+    ref = encoder_reference_points(Levels([(1, 8), (1, 2)]), ratios)
     # level-0 pixel 1: centre 1.5 of the 4 valid columns -> 0.375 of the valid area,
     # -> 0.1875 of the padded map of every level
     assert torch.allclose(ref[0, 1, :, 0], torch.tensor([0.1875, 0.1875]))
@@ -42,7 +43,7 @@ def test_reference_points_with_padding_map_valid_area_to_each_level():
 def test_proposals_are_inf_on_padding_and_sized_by_level():
     mask = torch.cat([_mask(4, 4, 4, 2).flatten(1), _mask(2, 2, 2, 1).flatten(1)], dim=1)  # (1, 20)
     memory = torch.randn(1, 20, 8)
-    zeroed, unact = encoder_proposals(memory, mask, [(4, 4), (2, 2)])
+    zeroed, unact = encoder_proposals(memory, mask, Levels([(4, 4), (2, 2)]))
     invalid = torch.isinf(unact).all(-1)
     assert invalid[0, mask[0]].all()  # every padded token is invalid
     assert (zeroed[invalid] == 0).all() and torch.equal(zeroed[~invalid], memory[~invalid])

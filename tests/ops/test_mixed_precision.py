@@ -6,20 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddetr_edu.ops import MSDeformAttn, kernel_on_cpu, ms_deform_attn
-from ddetr_edu.ops.cuda_backend import ms_deform_attn_op
+import kernel_on_cpu  # kernels/, on the path through pyproject.toml
+from ddetr_edu.ops import Levels, MSDeformAttn, ms_deform_attn
+from ddetr_edu.ops.cuda_backend import run_kernel_op
 
 HALF = [torch.bfloat16, torch.float16]
 UNIT = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}  # relative rounding of one number
 
 
 def run_core(backend, value, shapes, loc, weights):
-    if backend == "kernel_on_cpu":  # the CUDA op, whose CPU implementation is the kernel's code
-        sizes = [int(x) for x in shapes.flatten().tolist()]
-        starts = [0]
-        for h, w in shapes.tolist()[:-1]:
-            starts.append(starts[-1] + h * w)
-        return ms_deform_attn_op(value, sizes, starts, loc, weights)
+    if backend == "kernel_on_cpu":  # the CUDA op, with the kernel's code as its CPU implementation
+        kernel_on_cpu.register_as_cpu_implementation()
+        return run_kernel_op(value, Levels.from_official(shapes), loc, weights)
     return ms_deform_attn(value, shapes, loc, weights, backend=backend)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddetr_edu.ops import level_start_index, ms_deform_attn
+from ddetr_edu.ops import Levels, level_start_index, ms_deform_attn
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "msda_core_fixture.pt"
 TOLERANCE = 1e-10  # float64; the backends differ from the official one by summation order only
@@ -51,6 +51,8 @@ def test_backend_matches_official_forward_and_backward(fixture, backend, case_in
 def test_fixture_level_start_index_matches_ours(fixture):
     for case in fixture["cases"]:
         assert torch.equal(level_start_index(case["value_spatial_shapes"]), case["value_level_start_index"])
+        levels = Levels.from_official(case["value_spatial_shapes"], case["value_level_start_index"])  # checked
+        assert list(levels.starts) == case["value_level_start_index"].tolist()
 
 
 def test_fixture_has_points_outside_the_maps(fixture):

@@ -1,7 +1,9 @@
 """Tiny stand-ins for the engine tests: a detector-shaped model and a boxes dataset.
 
-They follow the detector and data contracts of TEAM.md (output dict keys, target dicts,
-``(images, masks, targets)`` batches) while being small enough that a whole training run takes
+They follow the detector's output contract (``pred_logits``, ``pred_boxes``, ``aux_outputs``:
+:class:`ddetr_edu.models.detector.DeformableDETR`), the target dicts of
+:mod:`ddetr_edu.data.coco` and the ``(images, masks, targets)`` batches of
+:func:`ddetr_edu.data.collate.collate_detection`, while being small enough that a whole training run takes
 a fraction of a second. Tests only; never imported by the library.
 """
 from __future__ import annotations

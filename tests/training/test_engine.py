@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from ddetr_edu.training.config import TrainConfig
-from ddetr_edu.training.engine import NonFiniteLossError, SkipFirst, autocast_context
-from ddetr_edu.training.logbook import plot_ap_curve, plot_loss_curve, read_log, save_curves
+from ddetr_edu.training.engine import NonFiniteLossError, autocast_context
+from ddetr_edu.training.logbook import read_log
 from ddetr_edu.training.loop import BEST, INTERRUPTED, LAST, train_loop
 from ddetr_edu.training.losses import DetectionLoss
+
+from ddetr_edu.viz.curves import plot_ap_curve, plot_loss_curve, save_curves
 
 from engine_standins import NUM_CLASSES, TinyBoxes, TinyDetector, collate
 
@@ -119,16 +121,3 @@ def test_bf16_amp_training_runs_end_to_end_on_cpu(tmp_path):
     train_loop(_model(), DetectionLoss(NUM_CLASSES), TinyBoxes(4), None, collate, cfg, tmp_path, verbose=False)
     epochs = read_log(tmp_path / "log.jsonl", "epoch")
     assert len(epochs) == 2 and all(math.isfinite(e["train_loss"]) for e in epochs)
-
-
-def test_skip_first_drops_the_done_batches():
-    assert list(SkipFirst(range(7), 3)) == [3, 4, 5, 6] and len(SkipFirst(range(7), 3)) == 4
-
-
-def test_transform_config_follows_the_training_config():
-    from ddetr_edu.training.fit import transform_config
-
-    coco = transform_config(TrainConfig())
-    assert coco.train_scales == tuple(range(480, 801, 32)) and coco.max_size == 1333 and coco.crop_prob == 0.5
-    shapes = transform_config(TrainConfig(augmentation="shapes", image_size=96, scale_jitter=False, crop_prob=0.0))
-    assert shapes.train_scales == (96,) and shapes.eval_scale == 96 and shapes.crop_prob == 0.0

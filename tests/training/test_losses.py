@@ -11,25 +11,12 @@ from ddetr_edu.training import losses as losses_module
 from ddetr_edu.training.focal import sigmoid_focal_loss
 from ddetr_edu.training.losses import DetectionLoss, LossWeights, average_num_boxes, class_agnostic
 from ddetr_edu.training.matcher import HungarianMatcher
+from random_sets import random_outputs, random_targets
 
 
 def random_layer(n: int, q: int, c: int, g: torch.Generator) -> dict:
     """One layer's outputs with leaf tensors that require grad: logits (n, q, c), boxes (n, q, 4)."""
-    centres = 0.2 + 0.6 * torch.rand(n, q, 2, generator=g)
-    sizes = 0.05 + 0.3 * torch.rand(n, q, 2, generator=g)
-    return {
-        "pred_logits": torch.randn(n, q, c, generator=g).requires_grad_(),
-        "pred_boxes": torch.cat([centres, sizes], -1).requires_grad_(),
-    }
-
-
-def random_targets(counts: list[int], c: int, g: torch.Generator) -> list[dict]:
-    targets = []
-    for t in counts:
-        centres = 0.2 + 0.6 * torch.rand(t, 2, generator=g)
-        sizes = 0.05 + 0.3 * torch.rand(t, 2, generator=g)
-        targets.append({"labels": torch.randint(0, c, (t,), generator=g), "boxes": torch.cat([centres, sizes], -1)})
-    return targets
+    return random_outputs(n, q, c, g, requires_grad=True)
 
 
 def value(scalar: torch.Tensor) -> float:

@@ -6,22 +6,7 @@ import pytest
 import torch
 
 from ddetr_edu.training.matcher import HungarianMatcher
-
-
-def random_outputs(n: int, q: int, c: int, g: torch.Generator) -> dict:
-    """Detector-like outputs: logits (n, q, c), cxcywh boxes (n, q, 4) well inside [0, 1]."""
-    centres = 0.2 + 0.6 * torch.rand(n, q, 2, generator=g)
-    sizes = 0.05 + 0.3 * torch.rand(n, q, 2, generator=g)
-    return {"pred_logits": torch.randn(n, q, c, generator=g), "pred_boxes": torch.cat([centres, sizes], -1)}
-
-
-def random_targets(counts: list[int], c: int, g: torch.Generator) -> list[dict]:
-    targets = []
-    for t in counts:
-        centres = 0.2 + 0.6 * torch.rand(t, 2, generator=g)
-        sizes = 0.05 + 0.3 * torch.rand(t, 2, generator=g)
-        targets.append({"labels": torch.randint(0, c, (t,), generator=g), "boxes": torch.cat([centres, sizes], -1)})
-    return targets
+from random_sets import random_outputs, random_targets
 
 
 def test_batched_equals_per_image():

@@ -2,6 +2,7 @@
 the figure functions' options and errors."""
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,12 +25,19 @@ def attention():
     return compute_attention(tiny_detector(two_stage=True), torch.randn(1, 3, 64, 96))[0]
 
 
+def test_explorer_without_ipywidgets_says_which_extra_to_install(attention, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # what `import ipywidgets` meets when absent
+    with pytest.raises(ImportError, match=r"book extra: pip install -e \"\.\[book\]\""):
+        SamplingExplorer(PICTURE, attention)
+
+
 def _sampling_offsets(axes):
     return np.concatenate([c.get_offsets() for c in axes.collections
                            if (c.get_gid() or "").startswith("sampling-level-")])
 
 
 def test_explorer_controls_redraw_and_a_click_selects_the_nearest_detection(attention):
+    pytest.importorskip("ipywidgets", reason="the explorer needs ipywidgets (the book extra)")
     explorer = SamplingExplorer(PICTURE, attention, top_k=4)
     assert len(explorer.queries) == 4 and explorer.selection["query"] == explorer.queries[0]
     middle = explorer.figure.axes[1]

@@ -15,10 +15,11 @@ import torch
 from PIL import Image
 
 from ddetr_edu.cli import main
-from ddetr_edu.config import get_preset
+from ddetr_edu.config import get_preset, with_overrides
+from ddetr_edu.data.folders import build_datasets
 from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
-from ddetr_edu.training.config import train_preset, with_overrides
-from ddetr_edu.training.fit import build_datasets, fit
+from ddetr_edu.training.config import train_preset
+from ddetr_edu.training.fit import fit
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.evolution import plot_evolution_frames, save_evolution_gif
 from ddetr_edu.viz.recording import HISTORY_FILE, SamplingRecorder, load_sampling_history

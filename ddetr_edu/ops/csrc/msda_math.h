@@ -1,7 +1,7 @@
 // The arithmetic of multi-scale deformable attention, shared by the GPU kernel and its CPU build.
 //
 // Everything here is a `MSDA_HD` function: `__host__ __device__` under nvcc, plain `inline` under
-// g++. The CUDA kernels (msda_kernel.cuh) and the CPU build (msda_cpu.cpp) both call the
+// g++. The CUDA kernels (msda_kernel.cuh) and the CPU build (kernels/msda_cpu.cpp) both call the
 // per-thread bodies `forward_thread` and `backward_thread` below, so the loops that the tests run
 // on the CPU are the loops that run on the GPU; only the thread scheduling, the atomics and the
 // reduction across the threads of a head differ (they are passed in as small functors).

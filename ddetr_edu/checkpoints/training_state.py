@@ -1,4 +1,4 @@
-"""Checkpoints that can be trusted: written atomically, loaded safely, resumed exactly.
+"""The training state in a checkpoint: what it holds, written atomically, restored exactly.
 
 A training checkpoint is a plain dict (so that ``torch.load(..., weights_only=True)`` reads it,
 with no arbitrary pickled objects):
@@ -22,7 +22,9 @@ key                  value
 ===================  =================================================================
 
 Writing goes to a temporary file in the same folder, then ``os.replace`` renames it over the
-target: a crash mid-write never leaves a truncated ``checkpoint_last.pth`` behind.
+target: a crash mid-write never leaves a truncated ``checkpoint_last.pth`` behind. Reading one
+back (and telling it from an official Deformable DETR checkpoint) is
+:mod:`ddetr_edu.checkpoints.reading`.
 """
 from __future__ import annotations
 
@@ -138,37 +140,6 @@ def build_checkpoint(
     }
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`atomic_torch_save` with ``weights_only=True``.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a
-    ddetr_edu training checkpoint (e.g. an official Deformable DETR ``.pth``: load those with
-    ``ddetr_edu.models.load_official_checkpoint``).
-    """
-    from ddetr_edu.checkpoints.safe_load import safe_torch_load  # weights_only=True (+ official args)
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = safe_torch_load(path, map_location=map_location)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(
-            f"{path} is not a ddetr_edu training checkpoint: expected format {CHECKPOINT_FORMAT!r}, "
-            f"found {found!r}"
-        )
-    return checkpoint
-
-
-def is_training_checkpoint(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds a ddetr_edu training checkpoint (False for an official one)."""
-    try:
-        load_checkpoint(path)
-    except ValueError:
-        return False
-    return True
-
-
 def restore_training_state(
     checkpoint: dict[str, Any],
     *,
@@ -197,7 +168,5 @@ __all__ = [
     "restore_rng_state",
     "unwrap_model",
     "build_checkpoint",
-    "load_checkpoint",
-    "is_training_checkpoint",
     "restore_training_state",
 ]

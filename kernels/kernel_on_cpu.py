@@ -1,14 +1,18 @@
 """The CUDA kernel's arithmetic, compiled for the CPU: a check of the kernel without a GPU.
 
-``kernels/csrc/msda_math.h`` holds everything the kernel computes per thread (bilinear corners,
-zero padding, the forward sum, the gradient formulas) as ``__host__ __device__`` functions.
-``kernels/csrc/msda_cpu.cpp`` runs those same per-thread functions in a plain loop over
-(head, lane), standing in for the GPU's threads; g++ builds it into a small shared library (about
-2 s, no torch headers) that this module loads with ctypes. The tests compare it with the einops
-backend; the book uses it to show the kernel's numbers on a laptop.
+A test and teaching harness, not part of the library. ``ddetr_edu/ops/csrc/msda_math.h`` holds
+everything the kernel computes per thread (bilinear corners, zero padding, the forward sum, the
+gradient formulas) as ``__host__ __device__`` functions. ``msda_cpu.cpp`` (beside this file) runs
+those same per-thread functions in a plain loop over (head, lane), standing in for the GPU's
+threads; g++ builds it into a small shared library (about 2 s, no torch headers) that this module
+loads with ctypes. The tests compare it with the einops backend; the book uses it to show the
+kernel's numbers on a laptop. ``register_as_cpu_implementation()`` makes it the CPU implementation
+of the op ``ddetr_edu::ms_deform_attn`` (the library registers the op for CUDA tensors only), so
+that the op's registration, autograd and torch.compile paths are tested on the CPU.
 
-The library is cached under ``build/kernel_on_cpu/<hash of sources>/`` in the repository (or
-``$DDETR_EDU_KERNEL_BUILD_DIR``); it needs the repository's ``kernels/`` folder and a C++ compiler.
+Import it with ``kernels/`` on ``sys.path`` (pytest does that, see ``pyproject.toml``). The library
+is cached under ``build/kernel_on_cpu/<hash of sources>/`` in the repository (or
+``$DDETR_EDU_KERNEL_BUILD_DIR``); building it needs a C++ compiler.
 
 Shapes: value (N, S, M, D); spatial_shapes (L, 2) int64 rows (H, W); level_start_index (L,);
 sampling_locations (N, Lq, M, L, K, 2); attention_weights (N, Lq, M, L, K); out (N, Lq, M*D).
@@ -27,15 +31,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KERNEL_SOURCES = REPO_ROOT / "kernels" / "csrc"
-_CPU_SOURCES = ("msda_cpu.cpp", "msda_math.h", "msda_launch.h")
+from ddetr_edu.ops.cuda_backend import KERNEL_SOURCES, ms_deform_attn_backward_op, ms_deform_attn_op
+
+HARNESS = Path(__file__).resolve().parent  # kernels/
+CPU_SOURCE = HARNESS / "msda_cpu.cpp"
+_HEADERS = ("msda_math.h", "msda_launch.h")  # from the package's csrc/
 _CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
 _DTYPES = {torch.float64: "f64", torch.float32: "f32"}
 
 
 def _build_dir() -> Path:
-    return Path(os.environ.get("DDETR_EDU_KERNEL_BUILD_DIR", REPO_ROOT / "build" / "kernel_on_cpu"))
+    return Path(os.environ.get("DDETR_EDU_KERNEL_BUILD_DIR", HARNESS.parent / "build" / "kernel_on_cpu"))
 
 
 def _compiler() -> str | None:
@@ -44,15 +50,15 @@ def _compiler() -> str | None:
 
 def _source_hash(compiler: str) -> str:
     digest = hashlib.sha256(" ".join((compiler, *_CXX_FLAGS)).encode())
-    for name in _CPU_SOURCES:
-        digest.update((KERNEL_SOURCES / name).read_bytes())
+    for path in (CPU_SOURCE, *(KERNEL_SOURCES / name for name in _HEADERS)):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def library_path() -> Path | None:
     """Where the cached library is (or would be) for the current sources; None without a compiler."""
     compiler = _compiler()
-    if compiler is None or not (KERNEL_SOURCES / _CPU_SOURCES[0]).exists():
+    if compiler is None or not (KERNEL_SOURCES / _HEADERS[0]).exists():
         return None
     return _build_dir() / _source_hash(compiler) / "libmsda_cpu.so"
 
@@ -67,8 +73,8 @@ def is_built() -> bool:
 def load_library(timeout_s: float = 120.0) -> ctypes.CDLL:
     """Build (once, atomically) and load the CPU library. Raises RuntimeError saying why not."""
     compiler = _compiler()
-    if not (KERNEL_SOURCES / _CPU_SOURCES[0]).exists():
-        raise RuntimeError(f"kernel sources not found at {KERNEL_SOURCES} (needs a source checkout)")
+    if not (KERNEL_SOURCES / _HEADERS[0]).exists():
+        raise RuntimeError(f"kernel sources not found at {KERNEL_SOURCES}")
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
     target = library_path()
@@ -77,7 +83,7 @@ def load_library(timeout_s: float = 120.0) -> ctypes.CDLL:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        cmd = [compiler, *_CXX_FLAGS, str(KERNEL_SOURCES / "msda_cpu.cpp"), "-o", tmp]
+        cmd = [compiler, *_CXX_FLAGS, "-I", str(KERNEL_SOURCES), str(CPU_SOURCE), "-o", tmp]
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
             if result.returncode != 0:
@@ -196,3 +202,41 @@ def ms_deform_attn_kernel_on_cpu_backward(value: Tensor, spatial_shapes: Tensor,
     device = value.device
     return (grad_value.to(device), grad_loc.to(device, sampling_locations.dtype),
             grad_attn.to(device, attention_weights.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU implementation of the op ddetr_edu::ms_deform_attn (float32/float64; half precision is
+# computed in float32), with the level geometry as the op takes it: ints.
+
+def _compute(t: Tensor) -> Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _levels(spatial_shapes: list[int], level_start_index: list[int]) -> tuple[Tensor, Tensor]:
+    return (torch.tensor(spatial_shapes, dtype=torch.int64).view(-1, 2),
+            torch.tensor(level_start_index, dtype=torch.int64))
+
+
+def _op_forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    v = _compute(value)
+    out = ms_deform_attn_kernel_on_cpu(v, *_levels(spatial_shapes, level_start_index),
+                                       sampling_locations.to(v.dtype), attention_weights.to(v.dtype))
+    return out.to(value.dtype)
+
+
+def _op_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_out):
+    v = _compute(value)
+    gv, gl, ga = ms_deform_attn_kernel_on_cpu_backward(
+        v, *_levels(spatial_shapes, level_start_index), sampling_locations.to(v.dtype),
+        attention_weights.to(v.dtype), grad_out.to(v.dtype))
+    return gv.to(value.dtype), gl.to(sampling_locations.dtype), ga.to(attention_weights.dtype)
+
+
+@functools.cache
+def register_as_cpu_implementation() -> None:
+    """Make this build the CPU implementation of ``ddetr_edu::ms_deform_attn`` and its backward,
+    for the rest of the process (once; later calls do nothing). Raises RuntimeError when the
+    library cannot be built."""
+    load_library()
+    ms_deform_attn_op.register_kernel("cpu", _op_forward)
+    ms_deform_attn_backward_op.register_kernel("cpu", _op_backward)

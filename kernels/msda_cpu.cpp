@@ -3,8 +3,8 @@
 // same `forward_thread` / `backward_thread` as the kernels; the GPU's atomics become `+=` and its
 // warp-shuffle reduction becomes a sum over lanes (so every lane's partial sum is exercised).
 //
-// Build: g++ -O2 -std=c++17 -shared -fPIC msda_cpu.cpp -o libmsda_cpu.so
-// (ddetr_edu/ops/kernel_on_cpu.py does this once and caches the library under build/).
+// Build: g++ -O2 -std=c++17 -shared -fPIC -I ../ddetr_edu/ops/csrc msda_cpu.cpp -o libmsda_cpu.so
+// (kernels/kernel_on_cpu.py does this once and caches the library under build/).
 #include <cstdint>
 
 #include "msda_launch.h"
