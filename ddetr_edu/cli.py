@@ -1,12 +1,12 @@
 """The command line: ``python -m ddetr_edu <command>`` (or the ``ddetr-edu`` script).
 
-    ddetr-edu make-shapes --out data/shapes [--seed 0] [--demo] [--set image_size=128]
+    ddetr-edu make-shapes --out data/shapes [--seed 0] [--demo] [--set image_size=128] [--overwrite]
     ddetr-edu train --preset shapes_cpu --data data/shapes --out runs/shapes [--epochs N]
-                    [--train-preset shapes_cpu] [--resume runs/shapes/checkpoint_last.pth]
+                    [--train-preset shapes_cpu] [--resume runs/shapes/checkpoint_last.pth | --overwrite]
                     [--set lr=1e-4 --set num_queries=50 ...]
     ddetr-edu eval --checkpoint runs/shapes/checkpoint_best.pth --data data/shapes
     ddetr-edu eval --checkpoint r50_deformable_detr.pth --data /path/to/coco   (official weights)
-    ddetr-edu demo --data data/shapes --out runs/demo
+    ddetr-edu demo --data data/shapes --out runs/demo [--quick | --epochs N]
     ddetr-edu visualize --checkpoint runs/demo/checkpoint_best.pth --image photo.jpg --out runs/viz
 
     torchrun --nproc_per_node 8 -m ddetr_edu train --preset multiscale_refine_twostage \\
@@ -20,7 +20,9 @@ in the library takes an argparse namespace. Each command is a ``Command`` in :da
 Bad input (an argument, a ``--set`` value, a missing data folder, checkpoint or image) is a
 :class:`UsageError`: one line on stderr and exit code 2. The commands check their input inside
 ``with usage_errors():``, which turns the library's ValueError / FileNotFoundError there into a
-UsageError; any other exception (a bug) keeps its traceback.
+UsageError; a bad data file found later, while training or evaluating (an unreadable image,
+also in a DataLoader worker), is a :class:`~ddetr_edu.data.errors.DataFileError`, printed the
+same way. Any other exception (a bug) keeps its traceback.
 """
 from __future__ import annotations
 
@@ -100,9 +102,18 @@ def _given(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def _require_folder(option: str, path: Path) -> None:
+    """A UsageError when ``path``, given to ``option`` as a folder to write into, is a file."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; expected a folder (missing or a folder)")
+
+
 # ----------------------------------------------------------------------------------- make-shapes
 def _add_make_shapes(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="folder to write the dataset into")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder to write the dataset into (a folder holding anything else is refused)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the dataset in --out even if it was made with other settings")
     parser.add_argument("--seed", type=int, default=None, help="dataset seed (default: the config's)")
     parser.add_argument("--demo", action="store_true", help="start from the demo's config (small images)")
     parser.add_argument("--workers", type=int, default=0, help="processes drawing images (0: this one)")
@@ -112,14 +123,18 @@ def _add_make_shapes(parser: argparse.ArgumentParser) -> None:
 
 def _run_make_shapes(args: argparse.Namespace) -> int:
     from ddetr_edu.config import with_overrides
-    from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
+    from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
     from ddetr_edu.demo import DEMO_SHAPES
 
     overrides = {**_split_pairs(args.set), **_given(seed=args.seed)}
     if args.workers < 0:
         raise UsageError(f"--workers: expected >= 0, got {args.workers}")
+    _require_folder("--out", args.out)
     with usage_errors():
         config = with_overrides(DEMO_SHAPES if args.demo else ShapesConfig(), overrides)
+    conflict = dataset_conflict(args.out, config)
+    if conflict is not None and not args.overwrite:
+        raise UsageError(f"--out {conflict}; choose another --out, or pass --overwrite to replace it")
     paths = make_shapes_dataset(args.out, config, num_workers=args.workers)
     print(f"wrote {config.num_train} train and {config.num_val} val images to {paths.root}")
     return 0
@@ -130,48 +145,122 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     from ddetr_edu.config import PRESET_NAMES
     from ddetr_edu.training.config import TRAIN_PRESETS
 
-    parser.add_argument("--preset", default="shapes_cpu", choices=PRESET_NAMES, help="model preset")
+    parser.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                        help="model preset (default: shapes_cpu; with --resume, the checkpoint's)")
     parser.add_argument("--train-preset", default=None, choices=sorted(TRAIN_PRESETS),
                         help="training preset (default: shapes_cpu for the shapes_cpu model, else coco)")
     parser.add_argument("--data", type=Path, default=Path("data/shapes"), help="dataset folder")
-    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder (checkpoints, log)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per process")
+    parser.add_argument("--out", type=Path, default=Path("runs/train"),
+                        help="run folder (checkpoints, log); one holding another run is refused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (its checkpoints and log)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="number of epochs (default: the training preset's, or the checkpoint's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per process (default: the training preset's, or the checkpoint's)")
     parser.add_argument("--resume", type=Path, default=None,
-                        help="continue from this checkpoint (its model and training configs are used)")
+                        help="continue from this checkpoint (its model and training configs are used; a "
+                             "--preset or --set that would change its model is refused)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a ModelConfig or TrainConfig field (prefix model./train. if ambiguous)")
+
+
+def _listed(changes: list[str], at_most: int = 6) -> str:
+    return ", ".join(changes[:at_most]) + (f" and {len(changes) - at_most} more" if len(changes) > at_most else "")
+
+
+def _refuse_contradictions(args: argparse.Namespace, checkpoint: dict, model_values: dict[str, str],
+                           train_values: dict[str, Any], class_count: int) -> None:
+    """``--resume`` continues the checkpoint's model: a ``--preset`` or model ``--set`` that would
+    change it is a UsageError (``attention_backend``, how the same attention is computed, may
+    change), and so is a ``--train-preset`` other than the checkpoint's training config after the
+    same overrides. Training fields (``--set lr=...``, ``--epochs``) may change."""
+    from ddetr_edu.checkpoints.training_state import config_changes
+    from ddetr_edu.config import config_from_dict, config_to_dict, get_preset, with_overrides
+    from ddetr_edu.training.config import TrainConfig, train_preset
+
+    saved_model = config_from_dict(checkpoint["model_config"])
+    asked = (with_overrides(get_preset(args.preset), {"num_classes": str(class_count), **model_values})
+             if args.preset else with_overrides(saved_model, model_values))
+    changes = [change for change in config_changes(config_to_dict(saved_model), config_to_dict(asked))
+               if not change.startswith("attention_backend ")]
+    if changes:
+        given = f"--preset {args.preset}" if args.preset else "--set"
+        raise UsageError(f"{given} would change the model that --resume {args.resume} continues ({_listed(changes)}); "
+                         f"leave it out, or start a new run without --resume")
+    if args.train_preset:
+        resumed = with_overrides(TrainConfig.from_dict(checkpoint["train_config"]), train_values)
+        asked_train = with_overrides(train_preset(args.train_preset), train_values)
+        changes = config_changes(resumed.to_dict(), asked_train.to_dict())
+        if changes:
+            raise UsageError(f"--train-preset {args.train_preset} would change the training configuration that "
+                             f"--resume {args.resume} continues ({_listed(changes)}); leave it out (--set and "
+                             f"--epochs change single fields)")
 
 
 def train_configs(args: argparse.Namespace):
     """(ModelConfig, TrainConfig) from the presets / checkpoint and the overrides of ``args``.
 
-    Bad input (a --set value, a config that fails validation, an unreadable --resume checkpoint)
-    is a :class:`UsageError`.
+    A new run's ``num_classes`` is the class count of the data in ``args.data`` unless ``--set
+    num_classes`` gives it (the paper presets' 91 is the official checkpoints' convention, COCO's
+    largest category id + 1, not the data's). Bad input (a --set value, a config that fails
+    validation, an unreadable --resume checkpoint, a folder without a dataset, a model with fewer
+    classes than the data, a checkpoint trained on other classes) is a :class:`UsageError`.
     """
     from ddetr_edu.checkpoints import load_checkpoint
     from ddetr_edu.config import config_from_dict, get_preset, with_overrides
+    from ddetr_edu.data.coco import read_class_names
+    from ddetr_edu.data.folders import find_data
     from ddetr_edu.training.config import TrainConfig, train_preset
+    from ddetr_edu.training.fit import check_classes
 
     model_values, train_values = split_overrides(args.set)
     train_values |= _given(epochs=args.epochs, batch_size=args.batch_size)
     with usage_errors():
+        trained_on = None
         if args.resume is not None:
             checkpoint = load_checkpoint(args.resume)
             model_cfg = config_from_dict(checkpoint["model_config"])
             train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
+            trained_on = checkpoint.get("class_names")  # None in checkpoints older than the key
         else:
-            model_cfg = get_preset(args.preset)
-            train_cfg = train_preset(args.train_preset or ("shapes_cpu" if args.preset == "shapes_cpu" else "coco"))
-        return with_overrides(model_cfg, model_values), with_overrides(train_cfg, train_values)
+            preset = args.preset or "shapes_cpu"
+            model_cfg = get_preset(preset)
+            train_cfg = train_preset(args.train_preset or ("shapes_cpu" if preset == "shapes_cpu" else "coco"))
+        # both splits must exist, and have the same categories (build_datasets checks): read the smaller
+        class_names = read_class_names(find_data(args.data).val_annotations)
+        if args.resume is None:
+            model_values.setdefault("num_classes", str(len(class_names)))
+        else:  # a --preset, --train-preset or model --set that contradicts the checkpoint
+            _refuse_contradictions(args, checkpoint, model_values, train_values, len(class_names))
+        model_cfg, train_cfg = with_overrides(model_cfg, model_values), with_overrides(train_cfg, train_values)
+        check_classes(model_cfg, class_names, trained_on)
+        return model_cfg, train_cfg
+
+
+def _check_run_folder(args: argparse.Namespace) -> None:
+    """``--out`` must be a folder without a run, unless ``--resume`` continues the run there or
+    ``--overwrite`` replaces it: no run is replaced by accident."""
+    from ddetr_edu.training.loop import INTERRUPTED, LAST, continues_run_in, run_files
+
+    _require_folder("--out", args.out)
+    held = run_files(args.out)
+    if not held or args.overwrite or continues_run_in(args.out, args.resume):
+        return
+    latest = next((args.out / name for name in (INTERRUPTED, LAST) if name in held), None)
+    resume = f"continue it with --resume {latest}, " if latest else ""
+    raise UsageError(f"--out {args.out} already holds a run ({', '.join(held)}); {resume}choose a new --out, "
+                     f"or pass --overwrite to replace it")
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from ddetr_edu.training.distributed import init_from_env, rank_zero_print, shutdown
+    from ddetr_edu.training.loop import INTERRUPTED
     from ddetr_edu.training.engine import resolve_device
     from ddetr_edu.data.folders import find_data
     from ddetr_edu.training.fit import fit
 
+    _check_run_folder(args)
     model_cfg, train_cfg = train_configs(args)
     with usage_errors():
         find_data(args.data)  # the data folder's layout, before any process group or model exists
@@ -181,7 +270,8 @@ def _run_train(args: argparse.Namespace) -> int:
         result = fit(model_cfg, train_cfg, args.data, args.out, resume=args.resume)
     finally:
         shutdown(context)
-    if result.interrupted:
+    if result.interrupted:  # fit said where it stopped and what it saved
+        rank_zero_print(context, f"to continue: the same command with --resume {result.run_dir / INTERRUPTED}")
         return 130
     if result.table:
         rank_zero_print(context, result.table)
@@ -221,7 +311,7 @@ def official_postprocess(category_id_to_label: dict[int, int]):
 def _run_eval(args: argparse.Namespace) -> int:
     from ddetr_edu.checkpoints import load_official_checkpoint, read_checkpoint
     from ddetr_edu.config import config_from_dict, with_overrides
-    from ddetr_edu.data.folders import build_datasets, find_data
+    from ddetr_edu.data.folders import build_val_dataset
     from ddetr_edu.models import build_detector
     from ddetr_edu.training.config import TrainConfig, train_preset
     from ddetr_edu.training.fit import check_classes, evaluate_model
@@ -231,7 +321,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--set {', '.join(model_values)}: eval takes the model from --checkpoint; "
                          f"--set changes training fields only")
     train_values |= _given(batch_size=args.batch_size, max_eval_images=args.max_images)
-    with usage_errors():  # the checkpoint file, the --set values, the data folder
+    with usage_errors():  # the checkpoint file, the --set values, the data folder and its annotations
         kind, checkpoint = read_checkpoint(args.checkpoint)  # "ddetr_edu" or "official"
         if kind == "official":
             model, model_cfg, train_cfg = load_official_checkpoint(checkpoint), None, train_preset("coco")
@@ -239,35 +329,51 @@ def _run_eval(args: argparse.Namespace) -> int:
             model_cfg = config_from_dict(checkpoint["model_config"])
             train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
         train_cfg = with_overrides(train_cfg, train_values)
-        find_data(args.data)
-    if kind == "ddetr_edu":
-        model = build_detector(model_cfg)
-        model.load_state_dict(checkpoint["model"])
-    _, val_set = build_datasets(args.data, train_cfg)
-    postprocess = None
+        val_set = build_val_dataset(args.data, train_cfg)  # the validation split alone is enough
+        if model_cfg is not None:  # fewer logits than the data has classes, or other classes
+            check_classes(model_cfg, val_set.class_names, checkpoint.get("class_names"))
+    postprocess = None  # ours: evaluate_model ranks the data's classes only (labels 0..C-1)
     if model_cfg is None:
         postprocess = official_postprocess(val_set.category_id_to_label)
     else:
-        with usage_errors():  # a checkpoint trained on fewer classes than the data has
-            check_classes(model_cfg, val_set)
+        model = build_detector(model_cfg)
+        model.load_state_dict(checkpoint["model"])
     metrics, _ = evaluate_model(model, val_set, train_cfg, postprocess=postprocess)
     print(metrics.table)
     return 0
 
 
 # ------------------------------------------------------------------------------------------ demo
-def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=Path("data/shapes"), help="shapes dataset folder")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
+def _add_demo(parser: argparse.ArgumentParser) -> None:  # the numbers: ddetr_edu.demo.demo_train_config
+    parser.add_argument("--data", type=Path, default=Path("data/shapes"),
+                        help="shapes dataset folder (one holding another dataset is refused)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder; run the demo again with the same options to continue an "
+                             "interrupted run there (default: runs/demo, with --quick runs/demo_quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few-minute version: the same data and model, 4 epochs instead of 21 "
+                             "(the last at lr x0.1; a lower AP)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train this many epochs, the last fifth at lr x0.1 (default: 21, with --quick 4)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     import time
 
-    from ddetr_edu.demo import run_demo
+    from ddetr_edu.config import get_preset
+    from ddetr_edu.demo import DEMO_SHAPES, check_demo_folders, demo_train_config, run_demo
 
+    out = args.out or Path("runs/demo_quick" if args.quick else "runs/demo")
+    _require_folder("--data", args.data)
+    _require_folder("--out", out)
+    with usage_errors():  # --epochs, and folders holding another dataset or another run
+        model_cfg, train_cfg = get_preset("shapes_cpu"), demo_train_config(args.quick, args.epochs)
+        check_demo_folders(args.data, out, DEMO_SHAPES, model_cfg, train_cfg)
     start = time.perf_counter()
-    result = run_demo(args.data, args.out, report=lambda line: print(line, flush=True))
+    result = run_demo(args.data, out, shapes=DEMO_SHAPES, model_cfg=model_cfg, train_cfg=train_cfg,
+                      report=lambda line: print(line, flush=True))
+    if result.interrupted:  # the demo said where it stopped and how to continue
+        return 130
     print(result.table)
     print(f"pictures: {', '.join(str(p) for p in result.figures)}")
     if result.visualizations:
@@ -289,7 +395,8 @@ def _add_visualize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection score")
     parser.add_argument("--query-level", type=int, default=0, help="level of the encoder pixels shown")
     parser.add_argument("--size", type=int, default=None,
-                        help="short side of the model input (default: the checkpoint's evaluation size)")
+                        help="short side of the model input, 32 to 2048 pixels (long side <= 4096; "
+                             "default: the checkpoint's evaluation size)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
 
 
@@ -299,12 +406,18 @@ def _run_visualize(args: argparse.Namespace) -> int:
 
     if args.head != "all" and not args.head.isdigit():
         raise UsageError(f"--head: expected 'all' or a head number (0, 1, ...), got {args.head!r}")
+    _require_folder("--out", args.out)
     with usage_errors():  # the options, the device, the image files, the checkpoint
         options = VisualizeOptions(layer=args.layer, head=None if args.head == "all" else int(args.head),
                                    top_k=args.top_k, score_threshold=args.score_threshold,
                                    query_level=args.query_level)
         prepared = prepare_visualization(args.checkpoint, args.image, options, resolve_device(args.device),
                                          args.size)
+    why = f"--size {args.size}" if args.size else "the checkpoint's evaluation scale; --size to change"
+    for path, picture, tensor in prepared.images:  # say when the model sees another size than the photo's
+        (width, height), (new_height, new_width) = picture.size, tensor.shape[-2:]
+        if (width, height) != (new_width, new_height):
+            print(f"{path.name}: {width}x{height} -> {new_width}x{new_height} ({why})")
     written = draw_visualization(prepared, args.out)
     print("\n".join(f"wrote {path}" for path in written))
     return 0
@@ -359,26 +472,43 @@ COMMANDS: list[Command] = [
 ]
 
 
+class _DefaultsInHelp(argparse.HelpFormatter):
+    """``--help`` ends an option's text with "(default: X)" when it has a default value and its
+    text names none ("(default: ..." in the text itself); flags and ``None`` defaults show nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "(default" in text or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddetr-edu", description="Deformable DETR: learn, run, train.")
+    parser = argparse.ArgumentParser(prog="ddetr-edu", description="Deformable DETR: learn, run, train.",
+                                     formatter_class=_DefaultsInHelp)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        sub = commands.add_parser(command.name, help=command.help, description=command.help,
+                                  formatter_class=_DefaultsInHelp)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; returns the exit code: 2 for bad input (a UsageError),
-    1 for a non-finite loss, 130 for Ctrl-C. Any other exception propagates with its traceback."""
+    """Parse ``argv`` and run the command; returns the exit code: 2 for bad input (a UsageError,
+    or a DataFileError met while training or evaluating), 1 for a non-finite loss, 130 for
+    Ctrl-C. Any other exception propagates with its traceback."""
+    from ddetr_edu.data.errors import DataFileError
     from ddetr_edu.training.engine import NonFiniteLossError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except UsageError as error:  # bad input; any other exception is a bug and keeps its traceback
+    except (UsageError, DataFileError) as error:  # bad input; any other exception (a bug) keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -389,4 +519,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["UsageError", "usage_errors", "Command", "COMMANDS", "split_overrides", "train_configs", "official_postprocess", "build_parser", "main"]
+__all__ = ["UsageError", "usage_errors", "Command", "COMMANDS", "split_overrides", "train_configs",
+           "official_postprocess", "build_parser", "main"]

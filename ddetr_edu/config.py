@@ -57,7 +57,7 @@ class BackboneConfig:
 
 @dataclass
 class TransformerConfig:
-    """Deformable encoder/decoder sizes (official defaults)."""
+    """Encoder/decoder sizes and their attention (official defaults: deformable, multi-scale)."""
 
     d_model: int = 256  # C, channels of every token
     n_heads: int = 8  # M
@@ -71,6 +71,12 @@ class TransformerConfig:
     attention_backend: str = "auto"  # one of ATTENTION_BACKENDS (ddetr_edu.ops)
     position_scale: float = 6.283185307179586  # sine encoding: normalised coords times 2*pi
     position_temperature: float = 10000.0  # sine encoding: wavelengths up to 2*pi*temperature
+    # "dense": DETR's baseline, every query attends to every token (nn.MultiheadAttention) in the
+    # encoder and the decoder's cross-attention; see ddetr_edu/models/attention_choice.py
+    attention: Literal["deformable", "dense"] = "deformable"
+    # False: Table 2's "multi-scale inputs without multi-scale attention", each encoder token
+    # samples its own level only (the decoder keeps every level); see attention_choice.py
+    cross_level_attention: bool = True
 
     def __post_init__(self) -> None:
         if self.d_model % 32:
@@ -89,6 +95,14 @@ class TransformerConfig:
         if self.attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend: expected one of {ATTENTION_BACKENDS}, "
                              f"got {self.attention_backend!r}")
+        if self.attention not in ("deformable", "dense"):
+            raise ValueError(f"attention: expected 'deformable' or 'dense', got {self.attention!r}")
+        if self.attention == "dense" and self.num_feature_levels != 1:
+            raise ValueError(f"num_feature_levels: attention='dense' needs 1 (C5 only, as DETR), got "
+                             f"{self.num_feature_levels}: its cost grows with the square of all tokens")
+        if self.attention == "dense" and not self.cross_level_attention:
+            raise ValueError("cross_level_attention=False restricts deformable sampling to a level; "
+                             "attention='dense' has no levels to restrict (keep it True)")
 
 
 @dataclass
@@ -97,7 +111,7 @@ class ModelConfig:
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
-    num_classes: int = 91  # official COCO default (max category id + 1); no "no object" class
+    num_classes: int = 91  # official: COCO's max category id + 1, no "no object" class; `train`: the data's count
     num_queries: int = 300  # object queries; for two-stage, the number of top proposals kept
     with_box_refine: bool = False  # per-layer box heads; each layer refines the previous box
     two_stage: bool = False  # encoder proposals become the decoder's reference boxes and queries
@@ -111,6 +125,9 @@ class ModelConfig:
         if self.two_stage and not self.with_box_refine:
             # the official model needs the per-layer box heads for the proposal head as well
             raise ValueError("two_stage=True needs with_box_refine=True (as in the official code)")
+        if self.two_stage and self.transformer.attention == "dense":
+            raise ValueError("two_stage=True needs attention='deformable': encoder proposals are "
+                             "Deformable DETR's addition, the dense baseline is DETR with learned queries")
 
     @property
     def num_backbone_levels(self) -> int:

@@ -2,9 +2,11 @@
 
     python -m ddetr_edu demo --data data/shapes --out runs/demo
 
-1. writes the shapes dataset (:data:`DEMO_SHAPES`) unless ``data`` already holds it;
+1. writes the shapes dataset (:data:`DEMO_SHAPES`) unless ``data`` already holds it (a folder
+   holding anything else, another shapes dataset included, is refused: nothing is replaced);
 2. trains the ``shapes_cpu`` model preset with the ``shapes_cpu`` training preset (continuing
-   an unfinished run in ``out``; a finished one is only re-evaluated);
+   an unfinished or interrupted run in ``out``; a finished one is only re-evaluated; a run with
+   other settings is refused). :func:`demo_train_config` shortens it (``--quick``, ``--epochs``);
 3. evaluates on the validation split and returns the COCO metrics and table;
 4. writes ``loss.png``, ``ap.png`` and ``detections.png`` (validation images, ground truth
    dashed, predictions solid) into ``out``;
@@ -26,13 +28,14 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ddetr_edu.config import ModelConfig, config_to_dict, get_preset
+from ddetr_edu.config import ModelConfig, config_from_dict, config_to_dict, get_preset
 from ddetr_edu.checkpoints import load_checkpoint
+from ddetr_edu.checkpoints.training_state import config_changes
 from ddetr_edu.data.folders import build_datasets
-from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
+from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
 from ddetr_edu.training.config import TrainConfig, train_preset
 from ddetr_edu.training.fit import evaluate_model, fit
-from ddetr_edu.training.loop import LAST
+from ddetr_edu.training.loop import INTERRUPTED, LAST
 from ddetr_edu.viz.curves import save_curves
 
 # The demo's data: small images and fewer, larger objects than the data module's defaults, so
@@ -52,15 +55,31 @@ DEMO_SHAPES = ShapesConfig(
 )
 
 
+# `demo --quick`: the same data and model, 4 epochs instead of 21 (the last at lr x0.1).
+QUICK_EPOCHS = 4
+
+
+def demo_train_config(quick: bool = False, epochs: int | None = None) -> TrainConfig:
+    """The ``shapes_cpu`` training preset, for ``epochs`` epochs (``quick``: :data:`QUICK_EPOCHS`;
+    neither: the preset's 21); as in the preset, the last fifth of them (at least one) run at
+    lr x0.1."""
+    preset = train_preset("shapes_cpu")
+    epochs = epochs if epochs is not None else QUICK_EPOCHS if quick else preset.epochs
+    if epochs < 1:
+        raise ValueError(f"epochs: expected >= 1, got {epochs}")
+    return dataclasses.replace(preset, epochs=epochs, lr_drop=max(1, epochs - max(1, round(epochs / 5))))
+
+
 @dataclass
 class DemoResult:
-    """What the demo produced."""
+    """What the demo produced (after Ctrl-C in training: ``interrupted``, and nothing else)."""
 
     run_dir: Path
     metrics: dict[str, float]  # AP, AP50, AP75, AP_S, AP_M, AP_L, AR...
     table: str  # the printable COCO table
     figures: list[Path] = field(default_factory=list)  # PNG files written
     visualizations: list[Path] = field(default_factory=list)  # the visualizer's PNG / GIF files
+    interrupted: bool = False  # Ctrl-C during training; running the demo again continues
 
 
 def shapes_dataset_is_ready(data_dir: str | os.PathLike, config: ShapesConfig) -> bool:
@@ -117,27 +136,38 @@ def detection_figure(dataset, detections: list[dict[str, Any]], indices: list[in
 
 def _resume_point(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
                   report: Callable[[str], None]) -> Path | None:
-    """``checkpoint_last.pth`` of an earlier demo run with the same configs, if any; when there
-    is one that cannot be continued, ``report`` says why the demo starts afresh."""
-    last = run_dir / LAST
-    if not last.is_file():
+    """The checkpoint of an earlier demo run in ``run_dir`` to continue: ``checkpoint_interrupted.pth``
+    (only there after Ctrl-C, newer than ``checkpoint_last.pth``) or ``checkpoint_last.pth``; None
+    for a fresh run. One that cannot be read: ``report`` says why the demo starts afresh. One made
+    with other configs: a ValueError naming the folder and the differences (nothing is replaced)."""
+    latest = next((run_dir / name for name in (INTERRUPTED, LAST) if (run_dir / name).is_file()), None)
+    if latest is None:
         return None
     try:
-        checkpoint = load_checkpoint(last)
+        checkpoint = load_checkpoint(latest)
+        # through the dataclasses: a field added since the checkpoint was written gets its default
+        saved_model = config_to_dict(config_from_dict(checkpoint["model_config"]))
+        saved_train = TrainConfig.from_dict(checkpoint["train_config"]).to_dict()
     except ValueError as error:
-        report(f"starting afresh: cannot continue from {last}: {error}")
+        report(f"starting afresh: cannot continue from {latest}: {error}")
         return None
+    changes = config_changes(saved_model, config_to_dict(model_cfg)) + config_changes(saved_train, train_cfg.to_dict())
+    if changes:
+        raise ValueError(f"{run_dir} holds a demo run with other settings ({', '.join(changes)}); run the demo "
+                         f"as that run was started to continue it, or give it another run folder (--out)")
+    return latest
 
-    def plain(values: dict) -> Any:  # tuples and lists compare equal after a JSON round trip
-        return json.loads(json.dumps(values))
 
-    differ = [name for name, saved, wanted in (
-        ("model", checkpoint["model_config"], config_to_dict(model_cfg)),
-        ("training", checkpoint["train_config"], train_cfg.to_dict())) if plain(saved) != plain(wanted)]
-    if differ:
-        report(f"starting afresh: {last} was trained with another {' and '.join(differ)} configuration")
-        return None
-    return last
+def check_demo_folders(data_dir: str | os.PathLike, run_dir: str | os.PathLike, shapes: ShapesConfig,
+                       model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """A ValueError, naming the folder and what it holds, when the demo would replace something:
+    a dataset other than that of ``shapes`` in ``data_dir``, a run with other configs in ``run_dir``."""
+    conflict = dataset_conflict(data_dir, shapes)
+    if conflict is not None:
+        raise ValueError(f"{conflict}; the demo would replace it: give it another data folder (--data)")
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder")
+    _resume_point(Path(run_dir), model_cfg, train_cfg, report=lambda line: None)
 
 
 def run_demo(
@@ -151,27 +181,31 @@ def run_demo(
     report: Callable[[str], None] = lambda line: None,
     num_visualized: int = 3,
 ) -> DemoResult:
-    """Make the data, train, evaluate and draw (see the module docstring)."""
+    """Make the data, train, evaluate and draw (see the module docstring).
+
+    A ValueError before anything is written when ``data_dir`` or ``run_dir`` holds something the
+    demo would replace (:func:`check_demo_folders`).
+    """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     model_cfg = model_cfg or get_preset("shapes_cpu")
     train_cfg = train_cfg or train_preset("shapes_cpu")
+    check_demo_folders(data_dir, run_dir, shapes, model_cfg, train_cfg)
     if shapes_dataset_is_ready(data_dir, shapes):
         report(f"shapes dataset found in {data_dir}")
     else:
         report(f"writing the shapes dataset to {data_dir} ({shapes.num_train} train, {shapes.num_val} val images)")
         make_shapes_dataset(data_dir, shapes, num_workers=min(2, os.cpu_count() or 1))
 
-    resume = _resume_point(run_dir, model_cfg, train_cfg, report)
-    if resume is None and (run_dir / "log.jsonl").exists():
-        (run_dir / "log.jsonl").unlink()  # a fresh run starts a fresh logbook
+    resume = _resume_point(run_dir, model_cfg, train_cfg, report)  # None: a new run (fit starts a new log)
     report(f"training {'(continuing ' + str(resume) + ')' if resume else ''} into {run_dir}")
     from ddetr_edu.viz.recording import HISTORY_FILE, SamplingRecorder
 
     recorder = SamplingRecorder.from_dataset(build_datasets(data_dir, train_cfg)[1], run_dir / HISTORY_FILE,
                                              keep_existing=resume is not None)
     result = fit(model_cfg, train_cfg, data_dir, run_dir, resume=resume, epoch_callback=recorder)
-    if result.interrupted:
-        raise KeyboardInterrupt
+    if result.interrupted:  # fit said where it stopped; the demo continues from there by itself
+        report(f"run the demo again (same options) to continue from {run_dir / INTERRUPTED}")
+        return DemoResult(run_dir, {}, "", interrupted=True)
     _, val_set = build_datasets(data_dir, train_cfg)
     metrics, detections = evaluate_model(result.model, val_set, train_cfg, device=torch.device("cpu"))
     figures = save_curves(run_dir / "log.jsonl", run_dir)
@@ -179,7 +213,7 @@ def run_demo(
                                score_threshold=0.3)
     picture.savefig(run_dir / "detections.png", dpi=110)
     figures.append(run_dir / "detections.png")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "metrics.json").write_text(metrics.stats_json(), encoding="utf-8")  # strict JSON: NaN is null
     from ddetr_edu.viz.pipeline import visualize_dataset
 
     shown = list(range(min(num_visualized, len(val_set))))
@@ -188,4 +222,5 @@ def run_demo(
     return DemoResult(run_dir, metrics.stats, metrics.table, figures, visualizations)
 
 
-__all__ = ["DEMO_SHAPES", "DemoResult", "shapes_dataset_is_ready", "detection_figure", "run_demo"]
+__all__ = ["DEMO_SHAPES", "QUICK_EPOCHS", "demo_train_config", "DemoResult", "shapes_dataset_is_ready",
+           "detection_figure", "check_demo_folders", "run_demo"]

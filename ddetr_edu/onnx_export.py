@@ -133,4 +133,5 @@ def compare_with_onnxruntime(model: nn.Module, path: str | os.PathLike, images: 
             "boxes": (boxes.cpu() - onnx_boxes).abs().max().item()}
 
 
-__all__ = ["EXPORT_BACKEND", "EXTRA_PACKAGES", "require_export_extra", "ScoresAndBoxes", "export_onnx", "run_onnxruntime", "compare_with_onnxruntime"]
+__all__ = ["EXPORT_BACKEND", "EXTRA_PACKAGES", "require_export_extra", "ScoresAndBoxes", "export_onnx",
+           "run_onnxruntime", "compare_with_onnxruntime"]

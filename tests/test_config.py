@@ -8,7 +8,7 @@ import pytest
 from ddetr_edu.config import (PRESET_NAMES, BackboneConfig, ModelConfig, TransformerConfig, config_fields,
                               config_from_dict, config_to_dict, get_preset, with_overrides)
 from ddetr_edu.data.shapes import ShapesConfig
-from ddetr_edu.training.config import train_preset
+from ddetr_edu.training.config import FIELD_RULES, TrainConfig, train_preset
 
 
 def test_presets_match_the_released_variants():
@@ -124,3 +124,32 @@ def test_dict_roundtrip():
     with pytest.raises(ValueError, match="does not match"):
         config_from_dict({"transformer": {"hidden": 3}})
     assert isinstance(ModelConfig().transformer, TransformerConfig)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_eval_images", -3), ("max_eval_images", 0), ("max_steps_per_epoch", 0), ("device", "tpu"),
+    ("device", "cuda:x"), ("betas", (0.9,)), ("betas", (0.9, 1.0)), ("lr", 0.0), ("lr", float("nan")),
+    ("lr_backbone", -1e-5), ("lr_linear_proj_mult", float("inf")), ("weight_decay", -0.1), ("clip_max_norm", -1.0),
+    ("lr_drop_factor", 0.0), ("lr_drop_factor", 2.0), ("lr_drop", 0), ("epochs", 2.5), ("batch_size", True),
+    ("num_workers", -1), ("seed", -1), ("log_every", 0), ("eval_every", 0), ("crop_prob", 1.5),
+    ("flip_prob", float("nan")), ("scale_jitter", "yes"), ("find_unused_parameters", 1), ("image_size", 4),
+    ("lr_backbone_names", ("",)), ("lr_linear_proj_names", "sampling_offsets"), ("amp", "fp8"),
+    ("augmentation", "none"),
+])
+def test_impossible_training_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^TrainConfig\.{field} must be .*, got ") as error:
+        TrainConfig(**{field: value})
+    assert "\n" not in str(error.value)
+
+
+def test_every_training_field_has_exactly_one_rule_and_the_presets_pass_them():
+    ruled = [name for names, _, _ in FIELD_RULES for name in names]
+    assert sorted(ruled) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    for preset in ("coco", "shapes_cpu"):
+        assert TrainConfig.from_dict(train_preset(preset).to_dict()) == train_preset(preset)
+    assert TrainConfig(device="cuda:1", max_eval_images=None, betas=(0, 0.5), lr_backbone=0).device == "cuda:1"
+
+
+def test_a_one_number_betas_from_the_command_line_is_refused():
+    with pytest.raises(ValueError, match=r"TrainConfig\.betas must be two numbers in \[0, 1\).*got \(0\.9,\)"):
+        with_overrides(train_preset("coco"), {"betas": "0.9"})  # today an IndexError inside the optimiser

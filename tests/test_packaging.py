@@ -2,6 +2,8 @@
 packages, and the set-up commands the README promises exist."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -9,6 +11,8 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Distribution names that differ between PyPI and conda-forge.
@@ -72,16 +76,11 @@ def test_the_core_packages_import_without_plotting_or_notebook_packages():
     assert result.stdout.strip() == "[]", f"imported by the core packages: {result.stdout.strip()}"
 
 
-def test_the_wheel_ships_the_kernel_sources(tmp_path):
-    """A GPU user's first call builds the kernel from ``ddetr_edu/ops/csrc`` of the installed package
-    (``cuda_backend.KERNEL_SOURCES``): the wheel must carry every file there (package-data in
-    pyproject.toml). Built from a clean copy of the package: a stale build/ folder in the checkout
-    would put old files into the wheel. About 2 s."""
-    from ddetr_edu.ops import cuda_backend
-
-    csrc = ROOT / "ddetr_edu" / "ops" / "csrc"
-    assert cuda_backend.KERNEL_SOURCES == csrc  # looked up beside the module, not in the repository
-    assert all((csrc / name).exists() for name in cuda_backend._CUDA_SOURCES)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The package's wheel, built (``pip wheel --no-deps``) from a clean copy of the package: a stale
+    build/ folder in the checkout would put old files into the wheel. About 2 s."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "source"
     shutil.copytree(ROOT / "ddetr_edu", source / "ddetr_edu", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -89,6 +88,43 @@ def test_the_wheel_ships_the_kernel_sources(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                              "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    names = set(zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist())
+    return next((tmp_path / "dist").glob("*.whl"))
+
+
+def test_the_wheel_ships_the_kernel_sources(wheel):
+    """A GPU user's first call builds the kernel from ``ddetr_edu/ops/csrc`` of the installed package
+    (``cuda_backend.KERNEL_SOURCES``): the wheel must carry every file there (package-data in
+    pyproject.toml)."""
+    from ddetr_edu.ops import cuda_backend
+
+    csrc = ROOT / "ddetr_edu" / "ops" / "csrc"
+    assert cuda_backend.KERNEL_SOURCES == csrc  # looked up beside the module, not in the repository
+    assert all((csrc / name).exists() for name in cuda_backend._CUDA_SOURCES)
+    names = set(zipfile.ZipFile(wheel).namelist())
     wanted = {f"ddetr_edu/ops/csrc/{path.name}" for path in csrc.iterdir()}
     assert len(wanted) >= 5 and wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"
+
+
+def test_the_installed_wheel_runs_and_finds_its_kernel_sources(wheel, tmp_path):
+    """``pip install --no-deps --target`` the wheel, then from another folder (not the checkout)
+    with only that folder on PYTHONPATH: the CLI answers --help, and the kernel glue finds its
+    sources inside the installed package. About 6 s on 2 CPU cores."""
+    target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                             str(wheel)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    cli = subprocess.run([sys.executable, "-m", "ddetr_edu", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=elsewhere, env=env)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "visualize" in cli.stdout and "make-shapes" in cli.stdout
+    code = ("import json, ddetr_edu; from ddetr_edu.ops import cuda_backend as c; "
+            "print(json.dumps([ddetr_edu.__file__, str(c.KERNEL_SOURCES), sorted(p.name for p in c.KERNEL_SOURCES.iterdir())]))")
+    glue = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=elsewhere, env=env)
+    assert glue.returncode == 0, glue.stderr[-2000:]
+    package_file, sources, names = json.loads(glue.stdout.strip().splitlines()[-1])
+    assert Path(package_file).is_relative_to(target) and Path(sources).is_relative_to(target)
+    wanted = sorted(path.name for path in (ROOT / "ddetr_edu" / "ops" / "csrc").iterdir())
+    assert names == wanted

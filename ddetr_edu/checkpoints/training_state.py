@@ -19,18 +19,30 @@ key                  value
 ``model_config``     ``ModelConfig`` as a plain dict
 ``train_config``     ``TrainConfig`` as a plain dict
 ``metrics``          the last evaluation's metrics (floats) or ``{}``
+``log_records``      records in the run's ``log.jsonl`` when it was written (``None``: unknown)
+``epoch_end_due``    ``True``: epoch ``epoch - 1`` is trained but its evaluation and
+                     ``checkpoint_last.pth`` are not done yet (Ctrl-C during them); resuming
+                     does them first. ``False`` otherwise
+``class_names``      the training set's class names in label order (0..C-1), or ``None``
 ===================  =================================================================
 
-Writing goes to a temporary file in the same folder, then ``os.replace`` renames it over the
-target: a crash mid-write never leaves a truncated ``checkpoint_last.pth`` behind. Reading one
-back (and telling it from an official Deformable DETR checkpoint) is
+The last three keys came later; a checkpoint without them reads as ``None``, ``False`` and
+``None`` (read them with ``checkpoint.get(...)``).
+
+Writing goes to a temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), then
+``os.replace`` renames it over the target: a crash mid-write never leaves a truncated
+``checkpoint_last.pth`` behind, and any exception (Ctrl-C included) removes the temporary file.
+Only a killed process leaves one; :func:`remove_stale_temporaries` clears them. The file gets the
+permissions of any new file (``0o666`` less the umask: ``0o644`` with the usual ``022``). Reading
+one back (and telling it from an official Deformable DETR checkpoint) is
 :mod:`ddetr_edu.checkpoints.reading`.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +56,27 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        # mode 0o666 less the umask, as for any new file (mkstemp would give 0o600)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
             torch.save(obj, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C and SystemExit too: no temporary file outlives the call
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_torch_save` left for ``folder/<name>`` when its
+    process was killed mid-write; returns them."""
+    stale = [tmp for name in names for tmp in Path(folder).glob(f".{name}.*.tmp") if tmp.is_file()]
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -118,6 +139,9 @@ def build_checkpoint(
     train_config: dict[str, Any],
     metrics: dict[str, float] | None = None,
     rng: dict[str, Any] | None = None,
+    log_records: int | None = None,
+    epoch_end_due: bool = False,
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict described in the module docstring.
 
@@ -137,7 +161,24 @@ def build_checkpoint(
         "model_config": model_config,
         "train_config": train_config,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "log_records": None if log_records is None else int(log_records),
+        "epoch_end_due": bool(epoch_end_due),
+        "class_names": None if class_names is None else [str(name) for name in class_names],
     }
+
+
+def config_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``["d_model 64 -> 128", ...]``: the fields of two config dicts (nested dicts flattened to
+    their leaf names, as ``--set`` names them) whose values differ; tuples equal lists."""
+    def leaves(values: dict[str, Any]) -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for name, value in values.items():
+            flat.update(leaves(value) if isinstance(value, dict) else {name: value})
+        return flat
+
+    old, new = leaves(json.loads(json.dumps(saved))), leaves(json.loads(json.dumps(wanted)))
+    return [f"{name} {old.get(name)} -> {new.get(name)}" for name in {**old, **new}
+            if old.get(name) != new.get(name)]
 
 
 def restore_training_state(
@@ -164,9 +205,11 @@ def restore_training_state(
 __all__ = [
     "CHECKPOINT_FORMAT",
     "atomic_torch_save",
+    "remove_stale_temporaries",
     "capture_rng_state",
     "restore_rng_state",
     "unwrap_model",
     "build_checkpoint",
+    "config_changes",
     "restore_training_state",
 ]

@@ -11,25 +11,36 @@ contract between the data, the losses and the evaluation:
     orig_size  (2,)   int64    (h, w) of the file
     size       (2,)   int64    (h, w) after the transforms
 
-Annotation clean-up, done once when the file is read:
+What the file must hold (:func:`read_annotation_file` checks it when the file is read, so that a
+bad value stops the run at once instead of deep in the loss or the evaluation); anything else is
+a :class:`~ddetr_edu.data.errors.DataFileError` (a ``ValueError``) naming the file and, for an
+annotation, its id:
 
-* ``bbox`` [x, y, w, h] is clipped to the image; boxes with no area left (zero or negative
-  width/height, or entirely outside) are dropped. Both are counted and reported in ONE warning
-  per dataset.
+* ``images``: a non-empty list; each image has a unique int ``id``, a ``file_name`` and a
+  positive ``width`` and ``height``;
+* ``annotations``: a list (it may be empty: every image a negative); each has a unique int
+  ``id``, an ``image_id`` and a ``category_id`` listed in the file, a ``bbox`` [x, y, w, h] and an
+  ``area`` of finite numbers (NaN, inf and strings are errors);
+* ``categories``: a non-empty list of unique int ``id`` s (and ``name`` s).
+
+Clean-up, done once when the file is read:
+
+* ``bbox`` is clipped to the image; boxes with no area left (zero or negative width/height, or
+  entirely outside) are dropped. Both are counted and reported in ONE warning per dataset.
 * ``iscrowd = 1`` regions are left out of the targets (as DETR does); COCO evaluation still
   uses them from the annotation file, as "ignore" regions.
 * Images without annotations stay in the dataset as negatives (an empty (0, 4) target).
-* A ``category_id`` that is not in ``categories`` is a ``ValueError`` naming the file and the id.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -37,25 +48,103 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
 from ddetr_edu.data.images import load_rgb_image
 from ddetr_edu.data.transforms import ToTensorNormalize
 
 
-def load_coco_annotations(ann_file: str | os.PathLike) -> COCO:
-    """Read a COCO annotation file into a pycocotools ``COCO`` (quietly), with clear errors."""
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, a string, NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _listed(value: Any, ids: set[int]) -> bool:
+    """``value`` is one of the int ``ids`` (a list or a string never is)."""
+    return isinstance(value, int) and value in ids
+
+
+def _unique_int_ids(where: str, entries: list, what: str) -> set[int]:
+    """The ``id`` s of ``entries`` (dicts), each an int seen once; ``where`` names the file."""
+    ids: set[int] = set()
+    for position, entry in enumerate(entries):
+        entry_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry_id, int) or isinstance(entry_id, bool):
+            raise DataFileError(f"{where}: {what} number {position} has id {entry_id!r}; expected a JSON "
+                                "object with an int 'id'")
+        if entry_id in ids:
+            raise DataFileError(f"{where}: {what} id {entry_id} appears twice")
+        ids.add(entry_id)
+    return ids
+
+
+def _check_images(where: str, images: list) -> set[int]:
+    """The image ids; every image needs a ``file_name`` and a positive ``width`` / ``height``."""
+    if not images:
+        raise DataFileError(f"{where}: 'images' is empty; a dataset needs at least one image")
+    ids = _unique_int_ids(where, images, "image")
+    for image in images:
+        if not isinstance(image.get("file_name"), str) or not all(
+                _is_number(image.get(side)) and image[side] > 0 for side in ("width", "height")):
+            raise DataFileError(f"{where}: image {image['id']} has file_name {image.get('file_name')!r}, width "
+                                f"{image.get('width')!r}, height {image.get('height')!r}; expected a file name "
+                                "and a positive width and height in pixels")
+    return ids
+
+
+def _check_annotations(where: str, annotations: list, image_ids: set[int], category_ids: set[int]) -> None:
+    """Every annotation refers to a known image and category and has finite ``bbox`` and ``area``."""
+    _unique_int_ids(where, annotations, "annotation")
+    for ann in annotations:
+        if not _listed(ann.get("category_id"), category_ids):
+            raise DataFileError(f"{where}: annotation {ann['id']} has category_id {ann.get('category_id')!r}, "
+                                f"which is not in 'categories' (ids {sorted(category_ids)})")
+        if not _listed(ann.get("image_id"), image_ids):
+            raise DataFileError(f"{where}: annotation {ann['id']} refers to image_id {ann.get('image_id')!r}, "
+                                "which is not in 'images'")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise DataFileError(f"{where}: annotation {ann['id']} has bbox {bbox!r}; expected [x, y, w, h], "
+                                "four finite numbers")
+        if not (_is_number(ann.get("area")) and ann["area"] >= 0):
+            raise DataFileError(f"{where}: annotation {ann['id']} has area {ann.get('area')!r}; expected a "
+                                "finite number >= 0 (COCO evaluation sorts objects by it; w * h will do)")
+
+
+def read_annotation_file(ann_file: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object of a COCO annotation file, checked as the module docstring says."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file not found: {ann_file}")
+        raise DataFileNotFoundError(f"annotation file not found: {ann_file}")
+    where = f"annotation file {ann_file}"
     try:
         content = json.loads(ann_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"annotation file {ann_file} is not valid JSON: {error}") from error
-    if not isinstance(content, dict) or not isinstance(content.get("images"), list):
-        raise ValueError(f"annotation file {ann_file}: expected a JSON object with an 'images' list")
-    content.setdefault("annotations", [])
-    content.setdefault("categories", [])
+        raise DataFileError(f"{where} is not valid JSON: {error}") from error
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(content, dict) or not isinstance(content.get(key), list):
+            found = f"keys {sorted(content)}" if isinstance(content, dict) else f"a {type(content).__name__}"
+            raise DataFileError(f"{where}: expected a JSON object with an {key!r} list; found {found}")
+    if not content["categories"]:
+        raise DataFileError(f"{where}: 'categories' is empty; a detection dataset needs at least one class")
+    category_ids = _unique_int_ids(where, content["categories"], "category")
+    _check_annotations(where, content["annotations"], _check_images(where, content["images"]), category_ids)
+    return content
+
+
+def sorted_categories(content: dict[str, Any]) -> list[dict[str, Any]]:
+    """The file's categories in label order (by id): label i is entry i."""
+    return sorted(content["categories"], key=lambda c: c["id"])
+
+
+def read_class_names(ann_file: str | os.PathLike) -> list[str]:
+    """The class names of an annotation file in label order (0..C-1); an unnamed class is its id."""
+    return [str(c.get("name", c["id"])) for c in sorted_categories(read_annotation_file(ann_file))]
+
+
+def load_coco_annotations(ann_file: str | os.PathLike) -> COCO:
+    """A checked COCO annotation file (:func:`read_annotation_file`) as a pycocotools ``COCO``, quietly."""
     coco = COCO()
-    coco.dataset = content
+    coco.dataset = read_annotation_file(ann_file)
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -75,7 +164,7 @@ class CocoDetection(Dataset):
         self.ann_file = Path(ann_file)
         self.transforms = transforms if transforms is not None else ToTensorNormalize()
         self.coco = load_coco_annotations(self.ann_file)
-        categories = sorted(self.coco.dataset["categories"], key=lambda c: c["id"])
+        categories = sorted_categories(self.coco.dataset)
         self.label_to_category_id: list[int] = [int(c["id"]) for c in categories]
         self.category_id_to_label: dict[int, int] = {cid: i for i, cid in enumerate(self.label_to_category_id)}
         self.class_names: list[str] = [str(c.get("name", c["id"])) for c in categories]
@@ -92,34 +181,18 @@ class CocoDetection(Dataset):
         labels_per_image: dict[int, list] = {i: [] for i in self.image_ids}
         clipped = dropped = 0
         for ann in self.coco.dataset["annotations"]:
-            category_id = ann.get("category_id")
-            if category_id not in self.category_id_to_label:
-                raise ValueError(
-                    f"annotation file {self.ann_file}: annotation {ann.get('id')} has category_id "
-                    f"{category_id!r}, which is not in 'categories' (ids {self.label_to_category_id})"
-                )
-            image_id = ann.get("image_id")
-            if image_id not in self.coco.imgs:
-                raise ValueError(f"annotation file {self.ann_file}: annotation {ann.get('id')} refers to "
-                                 f"image_id {image_id!r}, which is not in 'images'")
             if ann.get("iscrowd", 0):
                 continue
-            bbox = ann.get("bbox")
-            if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
-                raise ValueError(f"annotation file {self.ann_file}: annotation {ann.get('id')} has bbox {bbox!r}; "
-                                 "expected [x, y, w, h]")
-            info = self.coco.imgs[image_id]
-            if "width" not in info or "height" not in info:
-                raise ValueError(f"annotation file {self.ann_file}: image {image_id} has no width/height")
-            x, y, w, h = (float(v) for v in bbox)
+            info = self.coco.imgs[ann["image_id"]]
+            x, y, w, h = (float(v) for v in ann["bbox"])
             x0, y0 = min(max(x, 0.0), info["width"]), min(max(y, 0.0), info["height"])
             x1, y1 = min(max(x + w, 0.0), info["width"]), min(max(y + h, 0.0), info["height"])
             if x1 <= x0 or y1 <= y0:
                 dropped += 1
                 continue
             clipped += (x0, y0, x1, y1) != (x, y, x + w, y + h)
-            boxes_per_image[image_id].append([x0, y0, x1, y1])
-            labels_per_image[image_id].append(self.category_id_to_label[category_id])
+            boxes_per_image[ann["image_id"]].append([x0, y0, x1, y1])
+            labels_per_image[ann["image_id"]].append(self.category_id_to_label[ann["category_id"]])
         if clipped or dropped:
             warnings.warn(f"{self.ann_file}: {clipped} boxes clipped to their image and {dropped} boxes "
                           "dropped (no area inside the image)", stacklevel=3)
@@ -137,8 +210,8 @@ class CocoDetection(Dataset):
         path = self.image_root / info["file_name"]
         image = load_rgb_image(path)
         if (image.width, image.height) != (info["width"], info["height"]):
-            raise ValueError(f"image file {path} is {image.width}x{image.height} (w x h) but {self.ann_file} "
-                             f"says {info['width']}x{info['height']} for image {image_id}")
+            raise DataFileError(f"image file {path} is {image.width}x{image.height} (w x h) but "
+                                f"{self.ann_file} says {info['width']}x{info['height']} for image {image_id}")
         size = torch.tensor([image.height, image.width], dtype=torch.int64)
         target = {"boxes": self._boxes[image_id].clone(), "labels": self._labels[image_id].clone(),
                   "image_id": int(image_id), "orig_size": size, "size": size.clone()}

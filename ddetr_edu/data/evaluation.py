@@ -1,6 +1,9 @@
 """COCO box evaluation (pycocotools' COCOeval) with a small, quiet interface.
 
-What the numbers mean (all on a 0..1 scale here, COCO papers print them x100):
+What the numbers mean. One scale everywhere: every AP and AR that ddetr_edu prints (this table,
+the training log, the command line), writes (``log.jsonl``, ``metrics.json``, checkpoints) or
+plots is a fraction 0..1, pycocotools' own scale; papers print them x100 (0.438 here is the
+paper's 43.8).
 
 * AP: precision averaged over recall levels 0, 0.01, ..., 1, then over the 10 IoU thresholds
   0.50, 0.55, ..., 0.95 and over the classes. A detection counts as correct at threshold t
@@ -13,7 +16,7 @@ What the numbers mean (all on a 0..1 scale here, COCO papers print them x100):
   thresholds and classes; AR_S, AR_M, AR_L: AR100 per size range.
 
 A metric that has no ground truth to measure (e.g. AP_L on a set with no large object) is NaN,
-where pycocotools reports -1.
+where pycocotools reports -1; the table prints it as n/a and :meth:`CocoMetrics.stats_json` as null.
 
 Usage::
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -48,7 +52,7 @@ STAT_NAMES = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR10
 
 @dataclass
 class CocoMetrics:
-    """The 12 COCO numbers (NaN where undefined), AP per class name, and a printable table."""
+    """The 12 COCO numbers (0..1, NaN where undefined), AP per class name, and a printable table."""
 
     stats: dict[str, float]
     per_class: dict[str, float] = field(default_factory=dict)
@@ -56,14 +60,19 @@ class CocoMetrics:
     @property
     def table(self) -> str:
         def fmt(value: float) -> str:
-            return "  n/a" if math.isnan(value) else f"{100 * value:5.1f}"
+            return "  n/a" if math.isnan(value) else f"{value:5.3f}"
 
-        lines = ["metric   value (x100)"]
+        lines = ["metric   value (0..1)"]
         lines += [f"{name:<8} {fmt(value)}" for name, value in self.stats.items()]
         if self.per_class:
             lines.append("AP per class:")
             lines += [f"  {name:<12} {fmt(value)}" for name, value in self.per_class.items()]
         return "\n".join(lines)
+
+    def stats_json(self) -> str:
+        """The 12 numbers as strict JSON (what ``metrics.json`` holds): NaN becomes null."""
+        plain = {name: None if math.isnan(value) else value for name, value in self.stats.items()}
+        return json.dumps(plain, indent=2, allow_nan=False) + "\n"
 
     def __str__(self) -> str:
         return self.table

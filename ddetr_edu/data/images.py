@@ -11,8 +11,9 @@ Cases handled:
   linearly from the full 16-bit range 0..65535 to 0..255 (value / 257, the exact inverse of the
   usual 8 -> 16 bit widening). 32-bit float (``F``): values in [0, 1] are scaled by 255,
   larger ranges are clipped to 0..255.
-* Missing files raise ``FileNotFoundError``, unreadable or truncated ones ``ValueError``; both
-  messages name the file.
+* Missing files raise ``DataFileNotFoundError`` (a ``FileNotFoundError``), unreadable or truncated
+  ones ``DataFileError`` (a ``ValueError``); both messages name the file
+  (:mod:`ddetr_edu.data.errors`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
 
 IMAGENET_MEAN_RGB = (124, 116, 104)  # ImageNet mean (0.485, 0.456, 0.406) * 255, rounded
 
@@ -52,11 +55,11 @@ def load_rgb_image(path: str | os.PathLike) -> Image.Image:
     """Open `path` and return an upright 8-bit RGB image (fully loaded, file closed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise DataFileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as opened:
             opened.load()
             upright = ImageOps.exif_transpose(opened)
             return _to_rgb(upright if upright is not None else opened)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read image file {path}: {type(error).__name__}: {error}") from error
+        raise DataFileError(f"cannot read image file {path}: {type(error).__name__}: {error}") from error

@@ -277,13 +277,56 @@ def _make_split(root: Path, split: str, count: int, config: ShapesConfig, num_wo
     return json_path
 
 
+def _made_with(ann_file: Path) -> dict | None:
+    """The ShapesConfig (as a dict) recorded in ``ann_file``'s ``info``, or None for another file."""
+    try:
+        info = json.loads(ann_file.read_text(encoding="utf-8")).get("info")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    made_with = info.get("config") if isinstance(info, dict) else None
+    return made_with if isinstance(made_with, dict) else None
+
+
+def dataset_conflict(root: str | os.PathLike, config: ShapesConfig) -> str | None:
+    """What writing the dataset of ``config`` into ``root`` would replace, as one line; None: nothing.
+
+    Nothing is replaced when ``root`` is missing or empty, or holds the shapes dataset of this
+    very ``config``, finished or not (the images of a split come before its JSON file). The
+    manifest is each JSON file's ``info.config``. Other content is named: a shapes dataset made
+    with other settings (which ones), an annotation file of another dataset, other files.
+    """
+    root = Path(root)
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        return f"{root} is a file, not a folder"
+    wanted = json.loads(json.dumps(asdict(config)))  # tuples as lists, as read back from JSON
+    ann_files = [root / f"{split}.json" for split in SPLIT_CODES if (root / f"{split}.json").exists()]
+    for ann_file in ann_files:
+        made_with = _made_with(ann_file)
+        if made_with is None:
+            return f"{root} holds {ann_file.name}, which is not the annotation file of a shapes dataset"
+        changes = [f"{name} {made_with.get(name)} instead of {value}" for name, value in wanted.items()
+                   if made_with.get(name) != value]
+        if changes:
+            return f"{root} holds a shapes dataset made with other settings: {', '.join(changes)}"
+    images = root / "images"
+    others = [p.name for p in root.iterdir() if p.name not in ("train.json", "val.json", "images")]
+    others += [f"images/{p.name}" for p in images.iterdir() if p.name not in SPLIT_CODES] if images.is_dir() else []
+    others = sorted(name for name in others if not name.split("/")[-1].startswith("."))
+    if others and not ann_files:
+        return f"{root} holds {', '.join(others[:4])}{' ...' if len(others) > 4 else ''} and no shapes dataset"
+    return None
+
+
 def make_shapes_dataset(
     out_dir: str | os.PathLike, config: ShapesConfig | None = None, num_workers: int | None = None
 ) -> ShapesPaths:
     """Write the shapes dataset under `out_dir` and return its paths.
 
     Layout: ``out_dir/train.json``, ``out_dir/val.json``, ``out_dir/images/train/000000.png``, ...
-    (``file_name`` in the JSON is relative to ``images/<split>``). Files are written atomically
+    (``file_name`` in the JSON is relative to ``images/<split>``). A dataset already there is
+    replaced, whatever made it: :func:`dataset_conflict` tells first. Files are written atomically
     (temporary file, then ``os.replace``); the same config gives the same bytes, with any
     `num_workers` (0 or 1: in this process; more: that many worker processes; None: up to 4
     processes for sets of 100 images or more, else in this process). Per image: ~10 ms drawing,

@@ -10,6 +10,8 @@ coordinates of the valid (unpadded) image. Each layer, post-norm:
     t = LayerNorm(t + Dropout(MSDeformAttn(t + pos, ref * r, memory)))      queries read the image
     t = LayerNorm(t + Dropout(W_2 Dropout(ReLU(W_1 t))))
 
+With ``attention="dense"`` (DETR) the second line is ``MultiheadAttention(q = t + pos,
+k = memory + memory_pos, v = memory)`` over every token (``attention_choice.py``).
 (r: the valid ratios, mapping the reference onto each level's padded map.) After each layer the
 heads predict a class and a box b = sigmoid(MLP(t) + sigmoid^-1(ref)). With iterative box
 refinement the next layer's reference is that box, detached: every layer refines the previous
@@ -23,24 +25,26 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ddetr_edu.models.attention_choice import attend, make_attention
 from ddetr_edu.models.heads import LayerHeads
-from ddetr_edu.ops import Levels, MSDeformAttn
+from ddetr_edu.ops import Levels
 
 
 class DecoderLayer(nn.Module):
-    """Self-attention, deformable cross-attention, FFN. Names as the official layer: note that
+    """Self-attention, deformable (or dense) cross-attention, FFN. Names as the official layer: note that
     ``norm2`` follows self-attention and ``norm1`` cross-attention (in execution order:
     norm2, norm1, norm3)."""
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float, n_levels: int,
-                 n_heads: int, n_points: int, backend: str = "auto") -> None:
+                 n_heads: int, n_points: int, backend: str = "auto", attention: str = "deformable") -> None:
         super().__init__()
         # queries <-> queries (dense: Q is small)
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        # queries -> image (sparse, multi-scale)
-        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, backend=backend)
+        # queries -> image (sparse, multi-scale; or dense, over every token)
+        self.cross_attn = make_attention(attention, d_model=d_model, n_heads=n_heads, n_levels=n_levels,
+                                         n_points=n_points, backend=backend, dropout=dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         # feed-forward
@@ -51,19 +55,17 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference_points: Tensor, memory: Tensor,
-                levels: Levels, padding_mask: Tensor | None, return_sampling: bool = False):
+                levels: Levels, padding_mask: Tensor | None, return_sampling: bool = False,
+                memory_pos: Tensor | None = None):
         """tgt, query_pos (N, Q, C); reference_points (N, Q, L, 2|4) on the padded maps;
-        memory (N, S, C); padding_mask (N, S) -> (N, Q, C) (and the sampling dict if asked)."""
+        memory (N, S, C); padding_mask (N, S); memory_pos (N, S, C) the tokens' positions (read by
+        dense attention only) -> (N, Q, C) (and the sampling dict if asked)."""
         q = k = tgt + query_pos
         attended, _ = self.self_attn(q, k, tgt, need_weights=False)
         tgt = self.norm2(tgt + self.dropout2(attended))
 
-        attended = self.cross_attn(tgt + query_pos, reference_points, memory, levels,
-                                   padding_mask=padding_mask, return_sampling=return_sampling)
-        sampling = None
-        if return_sampling:
-            attended, locations, weights = attended
-            sampling = {"locations": locations, "weights": weights}
+        attended, sampling = attend(self.cross_attn, tgt + query_pos, memory, memory_pos, reference_points,
+                                    levels, padding_mask, return_sampling)
         tgt = self.norm1(tgt + self.dropout1(attended))
 
         tgt = self.norm3(tgt + self.dropout4(self.linear2(self.dropout3(F.relu(self.linear1(tgt))))))
@@ -95,12 +97,13 @@ class DeformableDecoder(nn.Module):
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor, levels: Levels,
                 ratios: Tensor, padding_mask: Tensor | None, heads: LayerHeads,
-                return_attention: bool = False) -> list[LayerPrediction]:
+                return_attention: bool = False, memory_pos: Tensor | None = None) -> list[LayerPrediction]:
         """
         Args:
             tgt, query_pos: (N, Q, C) query content and positional embedding.
             reference: (N, Q, 2) points or (N, Q, 4) boxes, valid-image coordinates in [0, 1].
-            memory: (N, S, C) encoder output; padding_mask (N, S) True = padding.
+            memory: (N, S, C) encoder output; padding_mask (N, S) True = padding; memory_pos
+                (N, S, C) its positions (dense cross-attention adds them to the keys).
             levels: the level geometry of ``memory``; ratios (N, L, 2) valid ratios (w, h).
             heads: the detector's heads; with ``heads.refine`` (iterative box refinement) the next
                 reference is this layer's box, detached.
@@ -113,7 +116,7 @@ class DeformableDecoder(nn.Module):
             scale = ratios if reference.shape[-1] == 2 else torch.cat([ratios, ratios], dim=-1)
             reference_on_levels = reference[:, :, None] * scale[:, None]  # (N, Q, L, 2|4)
             out = layer(tgt, query_pos, reference_on_levels, memory, levels, padding_mask,
-                        return_sampling=return_attention)
+                        return_sampling=return_attention, memory_pos=memory_pos)
             tgt, sampling = out if return_attention else (out, None)
             logits, boxes = heads.predict(i, tgt, reference)  # (N, Q, num_classes), (N, Q, 4)
             predictions.append(LayerPrediction(tgt, reference, logits, boxes, sampling))

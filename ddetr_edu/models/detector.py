@@ -13,6 +13,7 @@ Output (the official keys):
 * ``attention`` (``return_attention=True``): per-layer sampling locations / weights of the
   encoder and decoder (normalised to the padded maps), the reference each decoder layer used
   (normalised to the unpadded image), ``spatial_shapes``, ``level_start_index``, ``valid_ratios``;
+  deformable attention only: the dense (DETR-style) model raises a ValueError, it samples nothing;
 * ``intermediates`` (``return_intermediates=True``, for debugging and the book): ``memory``
   (N, S, C), ``hs`` (dec_layers, N, Q, C), ``init_reference`` (N, Q, 2|4), ``inter_references``
   (dec_layers, N, Q, 2|4) (the reference after each layer), ``spatial_shapes``,

@@ -18,6 +18,9 @@ Each layer is post-norm:
 
     x = LayerNorm(x + Dropout(MSDeformAttn(x + pos, ref, x)))
     x = LayerNorm(x + Dropout(W_2 Dropout(ReLU(W_1 x))))
+
+With ``attention="dense"`` (DETR) the first line is ``MultiheadAttention(q = k = x + pos, v = x)``,
+and with ``own_level=True`` each token samples its own level only (``attention_choice.py``).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ddetr_edu.ops import Levels, MSDeformAttn
+from ddetr_edu.models.attention_choice import attend, make_attention
+from ddetr_edu.ops import Levels
 
 
 def valid_ratios(mask: Tensor) -> Tensor:
@@ -62,12 +66,15 @@ def encoder_reference_points(levels: Levels, ratios: Tensor) -> Tensor:
 
 
 class EncoderLayer(nn.Module):
-    """Deformable self-attention + FFN, post-norm. Names as the official layer."""
+    """Deformable (or dense) self-attention + FFN, post-norm. Names as the official layer."""
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float, n_levels: int,
-                 n_heads: int, n_points: int, backend: str = "auto") -> None:
+                 n_heads: int, n_points: int, backend: str = "auto", attention: str = "deformable",
+                 own_level: bool = False) -> None:
         super().__init__()
-        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, backend=backend)
+        self.self_attn = make_attention(attention, d_model=d_model, n_heads=n_heads, n_levels=n_levels,
+                                        n_points=n_points, backend=backend, dropout=dropout,
+                                        own_level=own_level)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -80,12 +87,8 @@ class EncoderLayer(nn.Module):
                 padding_mask: Tensor | None, return_sampling: bool = False):
         """x, pos (N, S, C); reference_points (N, S, L, 2); padding_mask (N, S) -> (N, S, C)
         (and the attention's locations (N, S, M, L, K, 2), weights (N, S, M, L, K) if asked)."""
-        attended = self.self_attn(x + pos, reference_points, x, levels, padding_mask=padding_mask,
-                                  return_sampling=return_sampling)
-        sampling = None
-        if return_sampling:
-            attended, locations, weights = attended
-            sampling = {"locations": locations, "weights": weights}
+        attended, sampling = attend(self.self_attn, x + pos, x, pos, reference_points, levels, padding_mask,
+                                    return_sampling)
         x = self.norm1(x + self.dropout1(attended))
         x = self.norm2(x + self.dropout3(self.linear2(self.dropout2(F.relu(self.linear1(x))))))
         return (x, sampling) if return_sampling else x

@@ -12,6 +12,9 @@ Axis glossary: ``n`` batch, ``q`` queries, ``s`` tokens (sum of H_l * W_l), ``l`
    proposals (see ``two_stage.py``).
 4. Decode: ``DeformableDecoder`` with the detector's class/box heads (``LayerHeads``).
 
+``TransformerConfig.attention="dense"`` swaps the encoder's and the decoder's cross-attention for
+DETR's dense attention and keeps everything else (``attention_choice.py``).
+
 The level geometry is read off the maps once, as a ``Levels`` (Python ints), and handed to
 everything below: nothing reads a level size back from the GPU.
 
@@ -57,8 +60,10 @@ class DeformableTransformer(nn.Module):
         self.num_queries = cfg.num_queries
         self.level_embed = nn.Parameter(torch.empty(t.num_feature_levels, t.d_model))  # (L, C)
         common = dict(d_model=t.d_model, dim_feedforward=t.dim_feedforward, dropout=t.dropout,
-                      n_levels=t.num_feature_levels, n_heads=t.n_heads, backend=t.attention_backend)
-        self.encoder = DeformableEncoder(t.enc_layers, n_points=t.enc_n_points, **common)
+                      n_levels=t.num_feature_levels, n_heads=t.n_heads, backend=t.attention_backend,
+                      attention=t.attention)  # "dense": DETR's attention (attention_choice.py)
+        self.encoder = DeformableEncoder(t.enc_layers, n_points=t.enc_n_points,
+                                         own_level=not t.cross_level_attention, **common)
         self.decoder = DeformableDecoder(t.dec_layers, n_points=t.dec_n_points, **common)
         if cfg.two_stage:
             self.enc_output = nn.Linear(t.d_model, t.d_model)
@@ -129,6 +134,6 @@ class DeformableTransformer(nn.Module):
 
         # 4. decode
         layers = self.decoder(tgt, query_pos, reference, memory, levels, ratios, padding, heads,
-                              return_attention)
+                              return_attention, memory_pos=pos)
         return TransformerOutput(layers, memory, levels, ratios, reference, enc_logits, enc_boxes,
                                  encoder_attention)

@@ -17,6 +17,10 @@ real pixel (u, v) sitting at (u + 1, v + 1). A point is first clamped to u in [-
 v in [-1, H]: beyond that all its corners are outside, and the clamped point reads the zero ring
 (value and gradient 0, as they should be). After the clamp every corner is in bounds, so a read
 is a gather and a weighted sum with no "is this corner inside?" test (``msda_einops.py``).
+
+A non-finite coordinate (NaN, +-inf) has no pixel at all: ``non_finite_to_outside`` moves it to
+x = -1 (or y = -1), which lies beyond the zero ring of every map (u = -W - 1/2 < -1), so the
+point reads zeros and gets zero gradient, as the CUDA kernel treats it.
 """
 from __future__ import annotations
 
@@ -29,6 +33,19 @@ from torch import Tensor
 # The corners c = 2 j + i as (row step j, column step i): top-left, top-right, bottom-left,
 # bottom-right.
 CORNER_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+# A normalised coordinate whose four corners are outside every map: u = -W - 1/2 < -1 for W >= 1.
+FAR_OUTSIDE = -1.0
+
+
+def non_finite_to_outside(sampling_locations: Tensor) -> Tensor:
+    """Locations (..., 2) with every NaN or +-inf coordinate replaced by ``FAR_OUTSIDE``.
+
+    Elementwise (no host read of the values, no synchronisation); ``torch.where`` sends no
+    gradient to the replaced entries, so they get zero gradient.
+    """
+    return torch.where(sampling_locations.isfinite(), sampling_locations, FAR_OUTSIDE)
 
 
 @dataclass

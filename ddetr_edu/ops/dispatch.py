@@ -28,6 +28,12 @@ def _auto_uses_kernel() -> bool:
     return usable
 
 
+def check_backend(backend: str) -> None:
+    """ValueError unless ``backend`` is one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
 def resolve_backend(backend: str, value: Tensor) -> str:
     """Turn "auto" into a concrete backend for tensors like ``value``.
 
@@ -35,8 +41,7 @@ def resolve_backend(backend: str, value: Tensor) -> str:
     of the others on a GPU and on the CPU (with one warning saying why when the tensors are on a
     GPU). "cuda" raises if the kernel cannot be used.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend)
     if backend == "cuda":
         if not kernel_usable():
             raise RuntimeError(f"backend='cuda' is not available: {kernel_status()[1]}")
@@ -78,6 +83,11 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Levels | SpatialShapes, sampli
     ``torch.autocast``). Every backend samples and sums in float32 (float64 for float64
     inputs) and returns value's dtype. The core runs outside autocast: its dtypes are this
     contract.
+
+    Degenerate inputs, the same in every backend, forward and backward: N = 0 or Lq = 0 gives
+    an empty output and zero gradients of the inputs' shapes; a NaN or +-inf location reads
+    zeros and gets zero gradient (location and weight), like a point far outside the maps (the
+    Python backends replace it elementwise, the kernel tests for it: no host read either way).
 
     Returns:
         (N, Lq, M*D) in value's dtype, channel m*D + d (head-major).

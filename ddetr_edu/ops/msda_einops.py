@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from einops import einsum, rearrange, unpack
 from torch import Tensor
 
-from .bilinear import CORNER_OFFSETS, bilinear_corners
+from .bilinear import CORNER_OFFSETS, bilinear_corners, non_finite_to_outside
 from .levels import Levels
 from .precision import compute_dtype
 
@@ -40,7 +40,8 @@ def ms_deform_attn_einops(value: Tensor, levels: Levels, sampling_locations: Ten
     n, _, m, d = value.shape
     lq, k = sampling_locations.shape[1], sampling_locations.shape[4]
     compute = compute_dtype(sampling_locations)
-    sampling_locations, attention_weights = sampling_locations.to(compute), attention_weights.to(compute)
+    sampling_locations = non_finite_to_outside(sampling_locations.to(compute))  # NaN/inf: read zeros
+    attention_weights = attention_weights.to(compute)
     per_level = unpack(value.to(compute), list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
     out = sampling_locations.new_zeros(n, lq, m, d)
     for level, ((h, w), maps) in enumerate(zip(levels.sizes, per_level)):

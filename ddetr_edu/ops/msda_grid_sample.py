@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange, unpack
 from torch import Tensor
 
+from .bilinear import non_finite_to_outside
 from .levels import Levels
 from .precision import compute_dtype
 
@@ -25,7 +26,8 @@ def ms_deform_attn_grid_sample(value: Tensor, levels: Levels, sampling_locations
     """
     n, _, m, _ = value.shape
     compute = compute_dtype(sampling_locations)
-    sampling_locations, attention_weights = sampling_locations.to(compute), attention_weights.to(compute)
+    sampling_locations = non_finite_to_outside(sampling_locations.to(compute))  # NaN/inf: read zeros
+    attention_weights = attention_weights.to(compute)
     per_level = unpack(value.to(compute), list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
     sampled = []

@@ -12,6 +12,7 @@ import torch
 from einops import unpack
 from torch import Tensor
 
+from .bilinear import non_finite_to_outside
 from .levels import Levels
 from .precision import compute_dtype
 
@@ -42,6 +43,7 @@ def ms_deform_attn_loop(value: Tensor, levels: Levels, sampling_locations: Tenso
     compute = compute_dtype(sampling_locations)
     value, sampling_locations, attention_weights = (
         t.to(compute) for t in (value, sampling_locations, attention_weights))
+    sampling_locations = non_finite_to_outside(sampling_locations)  # NaN/inf: read zeros
     n_batch, _, n_heads, depth = value.shape
     _, n_queries, _, _, n_points, _ = sampling_locations.shape
     per_level = unpack(value, list(levels.sizes), "n * m d")  # L x (N, H_l, W_l, M, D)
@@ -58,4 +60,12 @@ def ms_deform_attn_loop(value: Tensor, levels: Levels, sampling_locations: Tenso
                         acc = acc + attention_weights[n, q, m, l, k] * bilinear_read(level_values, x, y)
                 heads.append(acc)
             rows.append(torch.cat(heads))  # head-major: channel m * D + d
+    if not rows:  # N = 0 or Lq = 0: nothing is read, yet backward must still reach the inputs
+        return (value.new_zeros(n_batch, n_queries, n_heads * depth) + _zero_tied_to(
+            value, sampling_locations, attention_weights)).to(out_dtype)
     return torch.stack(rows).reshape(n_batch, n_queries, n_heads * depth).to(out_dtype)
+
+
+def _zero_tied_to(*tensors: Tensor) -> Tensor:
+    """A 0-d zero whose gradient reaches every tensor (as zeros), for an empty output."""
+    return sum(t.sum() for t in tensors) * 0

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .checks import expect_rank, expect_size
-from .dispatch import ms_deform_attn_on_levels
+from .dispatch import check_backend, ms_deform_attn_on_levels
 from .levels import Levels, SpatialShapes, StartIndex, as_levels, small_tensor
 from .precision import autocast_off
 
@@ -35,6 +35,17 @@ def star_offsets(n_heads: int, n_levels: int, n_points: int) -> Tensor:
     return star.expand(n_heads, n_levels, n_points, 2).clone()
 
 
+def check_module_arguments(d_model: int, n_levels: int, n_heads: int, n_points: int, backend: str) -> None:
+    """ValueError naming the first constructor argument of ``MSDeformAttn`` that is unusable."""
+    for name, size in (("d_model", d_model), ("n_levels", n_levels), ("n_heads", n_heads),
+                       ("n_points", n_points)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"{name} must be a positive int, got {size!r}")
+    if d_model % n_heads != 0:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    check_backend(backend)
+
+
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention.
 
@@ -49,8 +60,7 @@ class MSDeformAttn(nn.Module):
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
                  backend: str = "auto"):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        check_module_arguments(d_model, n_levels, n_heads, n_points, backend)
         self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
         self.backend = backend
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)

@@ -10,15 +10,55 @@ trained (optimiser, schedule, batching, evaluation, checkpoints) lives here, in
 
 Library code takes a :class:`TrainConfig`. Fields are changed, from typed values or from the
 command line's strings, by :func:`ddetr_edu.config.with_overrides` (the one override mechanism):
-``with_overrides(train_preset("coco"), {"lr": 1e-4, "epochs": "3"})``.
+``with_overrides(train_preset("coco"), {"lr": 1e-4, "epochs": "3"})``. Every field has a rule
+(:data:`FIELD_RULES`); a value that breaks it is a one-line ``ValueError`` naming the field, so an
+impossible value (``max_eval_images=-3``, ``device="tpu"``, ``betas=(0.9,)``) stops a run before it
+starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 AmpMode = Optional[Literal["bf16", "fp16"]]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Every TrainConfig field has one rule: (fields, the test a value must pass, what is expected).
+FIELD_RULES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (("epochs", "batch_size", "eval_every", "log_every", "lr_drop"), lambda v: _is_int(v) and v >= 1,
+     "a positive int"),
+    (("num_workers", "seed"), lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    (("max_steps_per_epoch", "max_eval_images"), lambda v: v is None or (_is_int(v) and v >= 1),
+     "None (no limit) or an int >= 1"),
+    (("lr",), lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+    (("lr_backbone", "lr_linear_proj_mult", "weight_decay", "clip_max_norm"), lambda v: _is_real(v) and v >= 0,
+     "a finite number >= 0"),
+    (("lr_drop_factor",), lambda v: _is_real(v) and 0 < v <= 1, "in (0, 1] (the lr is multiplied by it)"),
+    (("betas",), lambda v: isinstance(v, tuple) and len(v) == 2 and all(_is_real(b) and 0 <= b < 1 for b in v),
+     "two numbers in [0, 1) (Adam's beta1, beta2)"),
+    (("crop_prob", "flip_prob"), lambda v: _is_real(v) and 0 <= v <= 1, "in [0, 1]"),
+    (("find_unused_parameters", "scale_jitter"), lambda v: isinstance(v, bool), "True or False"),
+    (("lr_linear_proj_names", "lr_backbone_names"),
+     lambda v: isinstance(v, tuple) and all(isinstance(part, str) and part for part in v),
+     "a tuple of non-empty parameter-name parts"),
+    (("amp",), lambda v: v in (None, "bf16", "fp16"), "None, 'bf16' or 'fp16'"),
+    (("augmentation",), lambda v: v in ("coco", "shapes"), "'coco' or 'shapes'"),
+    (("device",), lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v) is not None,
+     "'auto', 'cpu', 'cuda' or 'cuda:N' (whether CUDA exists is checked when training starts)"),
+    (("image_size",), lambda v: _is_int(v) and v >= 8, "an int >= 8 (the shapes recipe crops to 5/8 of it)"),
+)
 
 
 @dataclass(frozen=True)
@@ -54,25 +94,10 @@ class TrainConfig:
     flip_prob: float = 0.5  # horizontal flip
 
     def __post_init__(self) -> None:
-        if self.amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"TrainConfig.amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
-        for name in ("epochs", "batch_size", "eval_every", "log_every", "lr_drop"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
-        if self.num_workers < 0:
-            raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
-        if self.clip_max_norm < 0:
-            raise ValueError(f"TrainConfig.clip_max_norm must be >= 0, got {self.clip_max_norm}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(
-                f"TrainConfig.max_steps_per_epoch must be None or >= 1, got {self.max_steps_per_epoch}"
-            )
-        if self.augmentation not in ("coco", "shapes"):
-            raise ValueError(f"TrainConfig.augmentation must be 'coco' or 'shapes', got {self.augmentation!r}")
-        for name in ("crop_prob", "flip_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"TrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for names, ok, expected in FIELD_RULES:
+            for name in names:
+                if not ok(getattr(self, name)):
+                    raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (tuples kept), safe for ``torch.save`` + ``weights_only=True`` and JSON."""

@@ -6,11 +6,18 @@ builds the detector (:func:`ddetr_edu.models.build_detector`), the loss, the COC
 datasets with their augmentation (:func:`ddetr_edu.data.folders.build_datasets`: the shapes or
 the COCO 2017 folder layout), and runs :func:`ddetr_edu.training.loop.train_loop`, scoring with
 pycocotools every ``eval_every`` epochs (:func:`ddetr_edu.data.evaluation.coco_scorer`).
+
+Classes: the model needs a class logit for each of the dataset's C classes (labels 0..C-1),
+and may have more (the paper presets keep the official 91 = COCO's largest category id + 1,
+while the data numbers COCO's 80 categories 0..79). The extra logits are classes the data
+never has: training pushes them down, and evaluation ranks detections among the first C only
+(:func:`dataset_postprocess`). ``fit`` uses ``model_cfg.num_classes`` as given; the command
+line sets it to the dataset's class count unless ``--set num_classes`` says otherwise.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -34,12 +41,30 @@ def build_criterion(model_cfg: ModelConfig) -> nn.Module:
     return DetectionLoss(model_cfg.num_classes, HungarianMatcher())
 
 
-def check_classes(model_cfg: ModelConfig, dataset: CocoDetection) -> None:
-    """The model must have a logit for every class of the data (labels 0..C-1)."""
-    if model_cfg.num_classes < dataset.num_classes:
-        raise ValueError(f"model num_classes={model_cfg.num_classes} but the dataset has "
-                         f"{dataset.num_classes} classes {dataset.class_names}; set num_classes >= "
-                         f"{dataset.num_classes}")
+def check_classes(model_cfg: ModelConfig, class_names: Sequence[str],
+                  trained_on: Sequence[str] | None = None) -> None:
+    """The model must have a logit for every class of the data (``class_names``, labels 0..C-1);
+    ``trained_on``: the class names a checkpoint was trained with, which must be the same."""
+    if model_cfg.num_classes < len(class_names):
+        shown = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+        raise ValueError(f"model num_classes={model_cfg.num_classes} but the dataset has {len(class_names)} "
+                         f"classes ({shown}); set num_classes >= {len(class_names)}")
+    if trained_on is not None and list(trained_on) != list(class_names):
+        raise ValueError(f"the model was trained on the classes {list(trained_on)} but the dataset has "
+                         f"{list(class_names)}; label i must mean the same class in both")
+
+
+def dataset_postprocess(num_classes: int) -> Callable[[dict, torch.Tensor], list[dict]]:
+    """:func:`ddetr_edu.models.postprocess` over the first ``num_classes`` class logits only:
+    a model with more logits than the data has classes ranks its detections among the data's
+    classes, and every label is in 0..num_classes-1 (what the evaluation maps to category ids)."""
+    from ddetr_edu.models import postprocess
+
+    def on_dataset_classes(outputs: dict, target_sizes: torch.Tensor) -> list[dict]:
+        # pred_logits (N, Q, K) -> (N, Q, num_classes); K >= num_classes (check_classes)
+        return postprocess({**outputs, "pred_logits": outputs["pred_logits"][..., :num_classes]}, target_sizes)
+
+    return on_dataset_classes
 
 
 def training_device(cfg: TrainConfig, context: DistributedContext) -> torch.device:
@@ -66,18 +91,18 @@ def fit(
     the CLI does it); ``fit`` then trains with DDP and a DistributedSampler. ``epoch_callback``:
     see :func:`ddetr_edu.training.loop.train_loop`.
     """
-    from ddetr_edu.models import build_detector, postprocess
+    from ddetr_edu.models import build_detector
 
     context = current_context()
-    train_set, val_set = build_datasets(data_root, train_cfg)
-    check_classes(model_cfg, train_set)
+    train_set, val_set = build_datasets(data_root, train_cfg)  # the same classes (build_datasets checks)
+    check_classes(model_cfg, train_set.class_names)
     torch.manual_seed(train_cfg.seed)  # the initial weights
     model = build_detector(model_cfg)
     return train_loop(
         model, build_criterion(model_cfg), train_set, val_set, collate_detection, train_cfg, run_dir,
-        postprocess=postprocess, score=coco_scorer(val_set), model_config=config_to_dict(model_cfg),
-        resume=resume, context=context, device=training_device(train_cfg, context), verbose=verbose,
-        epoch_callback=epoch_callback,
+        postprocess=dataset_postprocess(val_set.num_classes), score=coco_scorer(val_set),
+        model_config=config_to_dict(model_cfg), resume=resume, context=context,
+        device=training_device(train_cfg, context), verbose=verbose, epoch_callback=epoch_callback,
     )
 
 
@@ -92,13 +117,11 @@ def evaluate_model(
 ) -> tuple[CocoMetrics, list[dict[str, Any]]]:
     """COCO metrics of ``model`` on ``val_set`` and the detections behind them.
 
-    ``postprocess`` defaults to :func:`ddetr_edu.models.postprocess` (labels 0..C-1). Under
+    ``postprocess`` defaults to :func:`dataset_postprocess` (labels 0..C-1 of ``val_set``). Under
     torch.distributed every rank must call it: the detections are gathered from all ranks,
     rank 0 alone runs COCOeval and every rank returns the same metrics.
     """
-    if postprocess is None:
-        from ddetr_edu.models import postprocess
-
+    postprocess = postprocess or dataset_postprocess(val_set.num_classes)
     context = context or current_context()
     device = device or training_device(train_cfg, context)
     model.to(device)
@@ -106,4 +129,4 @@ def evaluate_model(
                     train_cfg, device=device, context=context)
 
 
-__all__ = ["build_criterion", "check_classes", "training_device", "fit", "evaluate_model"]
+__all__ = ["build_criterion", "check_classes", "dataset_postprocess", "training_device", "fit", "evaluate_model"]

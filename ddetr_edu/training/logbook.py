@@ -7,13 +7,18 @@ Each line is a record with a ``kind``:
 * ``{"kind": "epoch", "epoch", "train_loss", "seconds", ...}`` at the end of each epoch;
 * ``{"kind": "eval", "epoch", "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"}`` after evaluation.
 
-Appending one line at a time keeps the file valid after a crash; a resumed run appends to the
-same file. Its curves as pictures: :mod:`ddetr_edu.viz.curves`.
+Appending one line at a time keeps every complete line valid after a crash; a process killed
+mid-write can leave a partial last line, which reading drops with a warning naming the file. A
+resumed run keeps the records written up to its checkpoint (``records=`` below) and appends; so
+the log of an interrupted and resumed run holds each step, epoch and evaluation once. Its curves
+as pictures: :mod:`ddetr_edu.viz.curves`.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +26,22 @@ AP_KEYS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 
 
 class Logbook:
-    """Append-only JSONL log at ``path`` (its folder is created)."""
+    """Append-only JSONL log at ``path`` (its folder is created).
 
-    def __init__(self, path: str | Path, enabled: bool = True):
+    ``records``: the file starts with exactly these (``[]``: a new, empty log; a resumed run: the
+    records its checkpoint had seen); ``None``: the records already in the file are kept.
+    ``count`` is the number of records in the file.
+    """
+
+    def __init__(self, path: str | Path, enabled: bool = True, records: list[dict[str, Any]] | None = None):
         self.path = Path(path)
         self.enabled = enabled  # False on non-zero ranks: they log nothing
+        self.count = 0
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            kept = read_log(self.path) if records is None else records
+            self.count = len(kept)
+            _rewrite(self.path, kept)  # also ends the file cleanly after a partial last line
 
     def write(self, kind: str, **values: Any) -> None:
         """Append ``{"kind": kind, **values}`` as one line (floats that are not finite become null)."""
@@ -36,6 +50,7 @@ class Logbook:
         record = {"kind": kind, **{k: _jsonable(v) for k, v in values.items()}}
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
+        self.count += 1
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Every record (of one ``kind``), in order."""
@@ -52,12 +67,36 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:
+    """``path`` holds exactly ``records``, one per line (written to a temporary file, then renamed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_log(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """Parse ``log.jsonl``; ``kind`` keeps only records of that kind. A missing file gives []."""
+    """Parse ``log.jsonl``; ``kind`` keeps only records of that kind. A missing file gives [].
+
+    A partial last line (a process killed mid-write) is dropped with a warning; any other line
+    that is not JSON is a ValueError naming the file and the line.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines) and not text.endswith("\n"):
+                warnings.warn(f"{path}: dropped its partial last line {number} (a process stopped while "
+                              f"writing it)", stacklevel=2)
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({error})") from None
     return [r for r in records if kind is None or r.get("kind") == kind]
 
 

@@ -8,8 +8,17 @@ Files written into ``run_dir`` (rank 0 only, atomically):
 
 * ``checkpoint_last.pth``: after every epoch (what ``--resume`` continues from);
 * ``checkpoint_best.pth``: the epoch with the best validation AP so far;
-* ``checkpoint_interrupted.pth``: on Ctrl-C, the state in the middle of the epoch;
+* ``checkpoint_interrupted.pth``: on Ctrl-C, the state in the middle of the epoch, or after its
+  training but before its evaluation and ``checkpoint_last.pth`` (resuming does those first);
+  deleted once a later ``checkpoint_last.pth`` is written;
 * ``log.jsonl``: the logbook (see :mod:`ddetr_edu.training.logbook`).
+
+A new run (no ``resume``, or a checkpoint from another folder) replaces these files; resuming
+from a checkpoint of ``run_dir`` keeps them and cuts the logbook back to the records that
+checkpoint had seen. So a run stopped anywhere (Ctrl-C, a kill) and resumed from its latest
+checkpoint ends with the weights, checkpoints and log records of a run that never stopped (only
+the timings differ, and the loss means of an ``epoch`` record resumed mid-epoch cover the steps
+after the resume). Temporary files that a killed process left are removed when a run starts.
 """
 from __future__ import annotations
 
@@ -22,15 +31,18 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ddetr_edu.checkpoints.reading import load_checkpoint
-from ddetr_edu.checkpoints.training_state import atomic_torch_save, build_checkpoint, restore_training_state
+from ddetr_edu.checkpoints.training_state import (atomic_torch_save, build_checkpoint, remove_stale_temporaries,
+                                                  restore_training_state)
 from ddetr_edu.data.loader import build_dataloader
 from ddetr_edu.training.config import TrainConfig
 from ddetr_edu.training.distributed import DistributedContext, barrier, rank_zero_print, wrap_model
 from ddetr_edu.training.engine import TrainState, evaluate, make_grad_scaler, seed_everything, timed, train_one_epoch
-from ddetr_edu.training.logbook import AP_KEYS, Logbook
+from ddetr_edu.training.logbook import AP_KEYS, Logbook, read_log
 from ddetr_edu.training.optim import build_optimizer, build_scheduler
 
 LAST, BEST, INTERRUPTED = "checkpoint_last.pth", "checkpoint_best.pth", "checkpoint_interrupted.pth"
+LOG = "log.jsonl"
+RUN_FILES = (LAST, BEST, INTERRUPTED, LOG)  # what a run writes into its folder
 
 ScoreFn = Callable[[list[dict[str, Any]]], tuple[dict[str, float], str]]  # -> (metrics, table)
 
@@ -67,6 +79,8 @@ class TrainingRun:
     logbook: Logbook
     say: Callable[[str], None]  # progress lines (rank 0, when verbose)
     table: str = ""  # the last evaluation's table
+    epoch_end: dict[str, Any] | None = None  # the checkpoint of an epoch whose end (evaluation, save) is due
+    class_names: list[str] | None = None  # the training set's classes, label order (stored in checkpoints)
 
     def train_epoch(self, train_set: Dataset, collate_fn: Callable) -> None:
         """One epoch (the rest of it, after resuming mid-epoch), then the schedule's step."""
@@ -79,10 +93,12 @@ class TrainingRun:
             device=self.device, context=context, scaler=self.scaler, logbook=self.logbook))
         self.scheduler.step()
         self.logbook.write("epoch", epoch=state.epoch, seconds=seconds, **{f"train_{k}": v for k, v in means.items()})
-        self.say(f"epoch {state.epoch + 1}/{cfg.epochs}: loss {means.get('loss', float('nan')):.4f} "
-                 f"({seconds:.1f} s, {state.step_in_epoch} steps)")
+        steps = state.step_in_epoch
         state.epoch += 1
         state.step_in_epoch = 0
+        self.epoch_end = self.checkpoint(0, epoch_end_due=True)  # what Ctrl-C saves until the epoch's end is done
+        self.say(f"epoch {state.epoch}/{cfg.epochs}: loss {means.get('loss', float('nan')):.4f} "
+                 f"({seconds:.1f} s, {steps} steps)")
 
     def evaluate_epoch(self, val_set: Dataset, collate_fn: Callable, postprocess: Callable, score: ScoreFn) -> bool:
         """Score the model on ``val_set`` (rank 0 scores, every rank gets the metrics); True when
@@ -99,18 +115,53 @@ class TrainingRun:
             return True
         return False
 
-    def save(self, name: str, step_in_epoch: int, rng: dict | None = None) -> None:
-        """Write ``run_dir/name`` atomically (rank 0 only); ``rng``: the states to store (default: now)."""
-        if not self.context.is_main:
-            return
+    def end_epoch(self, evaluation: tuple[Dataset, Callable, ScoreFn] | None, collate_fn: Callable,
+                  epoch_callback: Callable[[nn.Module, int], None] | None) -> None:
+        """After an epoch's training: evaluate (when due; ``evaluation`` = (val_set, postprocess,
+        score) or None), save ``checkpoint_last.pth`` (and ``checkpoint_best.pth`` on a new best
+        AP), run the callback; then the epoch is done."""
         state = self.state
-        checkpoint = build_checkpoint(
+        improved = False
+        if evaluation is not None and _should_evaluate(state.epoch, self.cfg):
+            val_set, postprocess, score = evaluation
+            improved = self.evaluate_epoch(val_set, collate_fn, postprocess, score)
+        checkpoint = self.checkpoint(0)
+        self.save(LAST, checkpoint)
+        if self.context.is_main:
+            (self.run_dir / INTERRUPTED).unlink(missing_ok=True)  # older than the checkpoint just written
+        if improved:
+            self.save(BEST, checkpoint)
+        if epoch_callback is not None and self.context.is_main:
+            epoch_callback(self.model, state.epoch)
+        barrier(self.context)
+        self.epoch_end = None
+
+    def checkpoint(self, step_in_epoch: int, rng: dict | None = None, epoch_end_due: bool = False) -> dict[str, Any]:
+        """The checkpoint of now (its tensors are the live ones: save it before training goes on);
+        ``rng``: the random states to store (default: now)."""
+        state = self.state
+        return build_checkpoint(
             model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
             epoch=state.epoch, step_in_epoch=step_in_epoch, global_step=state.global_step,
             best_ap=state.best_ap, model_config=self.model_config, train_config=self.cfg.to_dict(),
-            metrics=state.last_metrics, rng=rng,
+            metrics=state.last_metrics, rng=rng, log_records=self.logbook.count, epoch_end_due=epoch_end_due,
+            class_names=self.class_names,
         )
-        atomic_torch_save(checkpoint, self.run_dir / name)
+
+    def save(self, name: str, checkpoint: dict[str, Any]) -> None:
+        """Write ``checkpoint`` to ``run_dir/name`` atomically (rank 0 only)."""
+        if self.context.is_main:
+            atomic_torch_save(checkpoint, self.run_dir / name)
+
+    def save_interrupted(self) -> None:
+        """Ctrl-C: save where training stands (mid-epoch, or an epoch whose end is due) and say so."""
+        state = self.state
+        checkpoint = self.epoch_end or self.checkpoint(state.step_in_epoch, rng=state.rng_at_step_start)
+        self.save(INTERRUPTED, checkpoint)
+        epoch, step = checkpoint["epoch"], checkpoint["step_in_epoch"]
+        where = (f"after training epoch {epoch - 1}, before its evaluation and checkpoint"
+                 if checkpoint["epoch_end_due"] else f"at epoch {epoch}, step {step}")
+        self.say(f"\ninterrupted {where}: saved {self.run_dir / INTERRUPTED}")
 
     def result(self, interrupted: bool) -> FitResult:
         state = self.state
@@ -132,6 +183,37 @@ def _resumed_state(checkpoint: dict[str, Any], cfg: TrainConfig, context: Distri
     return state
 
 
+def run_files(run_dir: str | Path) -> list[str]:
+    """The names of :data:`RUN_FILES` that ``run_dir`` holds (``[]``: no run there)."""
+    return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
+
+
+def continues_run_in(run_dir: str | Path, resume: str | Path | None) -> bool:
+    """True when ``resume`` is a checkpoint inside ``run_dir``: resuming continues the run there."""
+    return resume is not None and Path(resume).resolve().parent == Path(run_dir).resolve()
+
+
+def _prepare_run_dir(run_dir: Path, resume: str | Path | None, checkpoint: dict[str, Any] | None,
+                     say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Rank 0: create ``run_dir``, clear killed writes' temporary files and, for a new run, the
+    old run's files; return the log records the run starts with (a resumed run: those its
+    checkpoint had seen, read from the log beside it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir, (LAST, BEST, INTERRUPTED))
+    kept: list[dict[str, Any]] = []
+    if checkpoint is not None:
+        written = read_log(Path(resume).parent / LOG)
+        count = checkpoint.get("log_records")
+        kept = written if count is None else written[:count]
+        if len(written) > len(kept):
+            say(f"{Path(resume).parent / LOG}: dropped {len(written) - len(kept)} records written after "
+                f"{Path(resume).name}")
+    if not continues_run_in(run_dir, resume):
+        for name in run_files(run_dir):
+            (run_dir / name).unlink()
+    return kept
+
+
 def start_run(
     model: nn.Module,
     criterion: nn.Module,
@@ -143,11 +225,13 @@ def start_run(
     context: DistributedContext,
     device: torch.device,
     verbose: bool,
+    class_names: list[str] | None = None,
 ) -> TrainingRun:
-    """Seed, move to ``device``, build the optimiser, schedule and scaler, restore ``resume``."""
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    """Seed, move to ``device``, build the optimiser, schedule and scaler, restore ``resume``,
+    prepare ``run_dir`` (see the module docstring)."""
     say = (lambda line: rank_zero_print(context, line)) if verbose else (lambda line: None)
+    checkpoint = load_checkpoint(resume, map_location=device) if resume is not None else None
+    records = _prepare_run_dir(run_dir, resume, checkpoint, say) if context.is_main else []
     seed_everything(cfg.seed + context.rank)
     model.to(device)
     criterion.to(device)
@@ -155,14 +239,17 @@ def start_run(
     scheduler = build_scheduler(optimizer, cfg)
     scaler = make_grad_scaler(cfg.amp, device)
     state = TrainState()
-    if resume is not None:
-        checkpoint = load_checkpoint(resume, map_location=device)
+    if checkpoint is not None:
         restore_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         state = _resumed_state(checkpoint, cfg, context)
         say(f"resumed from {resume}: epoch {state.epoch}, step {state.step_in_epoch}")
-    return TrainingRun(model, wrap_model(model, context, cfg.find_unused_parameters), criterion, optimizer,
-                       scheduler, scaler, state, cfg, run_dir, model_config, context, device,
-                       Logbook(run_dir / "log.jsonl", enabled=context.is_main), say)
+    run = TrainingRun(model, wrap_model(model, context, cfg.find_unused_parameters), criterion, optimizer,
+                      scheduler, scaler, state, cfg, run_dir, model_config, context, device,
+                      Logbook(run_dir / LOG, enabled=context.is_main, records=records), say,
+                      class_names=class_names)
+    if checkpoint is not None and checkpoint.get("epoch_end_due", False):
+        run.epoch_end = run.checkpoint(0, epoch_end_due=True)  # = the checkpoint: its RNG is restored
+    return run
 
 
 def train_loop(
@@ -183,7 +270,8 @@ def train_loop(
     verbose: bool = True,
     epoch_callback: Callable[[nn.Module, int], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` epochs (continuing ``resume`` if given).
+    """Train ``model`` for ``cfg.epochs`` epochs (continuing ``resume`` if given; without it, or
+    with a checkpoint of another folder, the run files already in ``run_dir`` are replaced).
 
     ``postprocess(outputs, orig_sizes) -> detections`` and ``score(detections) -> (metrics,
     table)`` run the COCO evaluation on ``val_set`` every ``cfg.eval_every`` epochs; pass
@@ -198,29 +286,23 @@ def train_loop(
     """
     context = context or DistributedContext()
     run = start_run(model, criterion, cfg, Path(run_dir), model_config=model_config or {}, resume=resume,
-                    context=context, device=device or torch.device("cpu"), verbose=verbose)
-    evaluating = val_set is not None and postprocess is not None and score is not None
+                    context=context, device=device or torch.device("cpu"), verbose=verbose,
+                    class_names=getattr(train_set, "class_names", None))
+    evaluation = None if val_set is None or postprocess is None or score is None else (val_set, postprocess, score)
     state = run.state
     if epoch_callback is not None and context.is_main and state.epoch == 0 and state.step_in_epoch == 0:
         epoch_callback(model, 0)  # the untrained model
     try:
+        if run.epoch_end is not None:  # resumed after an epoch's training, before its end
+            run.end_epoch(evaluation, collate_fn, epoch_callback)
         while state.epoch < cfg.epochs:
             run.train_epoch(train_set, collate_fn)
-            improved = False
-            if evaluating and _should_evaluate(state.epoch, cfg):
-                improved = run.evaluate_epoch(val_set, collate_fn, postprocess, score)
-            run.save(LAST, 0)
-            if improved:
-                run.save(BEST, 0)
-            if epoch_callback is not None and context.is_main:
-                epoch_callback(model, state.epoch)
-            barrier(context)
+            run.end_epoch(evaluation, collate_fn, epoch_callback)
     except KeyboardInterrupt:
-        run.save(INTERRUPTED, state.step_in_epoch, rng=state.rng_at_step_start)
-        run.say(f"\ninterrupted at epoch {state.epoch}, step {state.step_in_epoch}: saved "
-                f"{run.run_dir / INTERRUPTED}; continue with --resume {run.run_dir / INTERRUPTED}")
+        run.save_interrupted()
         return run.result(interrupted=True)
     return run.result(interrupted=False)
 
 
-__all__ = ["LAST", "BEST", "INTERRUPTED", "FitResult", "ScoreFn", "TrainingRun", "start_run", "train_loop"]
+__all__ = ["LAST", "BEST", "INTERRUPTED", "LOG", "RUN_FILES", "FitResult", "ScoreFn", "TrainingRun", "run_files",
+           "continues_run_in", "start_run", "train_loop"]

@@ -20,7 +20,8 @@ from torch import Tensor
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels, points_to_pixels, reference_point
 from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, draw_reference, draw_sampling_points,
-                                   level_legend, picture_array, show_picture, weight_colorbar, weight_norm)
+                                   level_legend, no_detection_figure, picture_array, show_picture,
+                                   weight_colorbar, weight_norm)
 from ddetr_edu.viz.sampling_points import decoder_points
 
 
@@ -63,15 +64,12 @@ def plot_decoder_sampling(image, attention: ImageAttention, queries: Tensor | Se
     queries = [int(q) for q in queries]
     d = attention.layer_index(layer)
     attention.check_head(head)
-    count = max(len(queries), 1)
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    figure = Figure(figsize=(3.6 * columns + 1.0, 3.6 * rows), layout="constrained")
-    axes = [figure.add_subplot(rows, columns, i + 1) for i in range(count)]
     if not queries:
-        show_picture(axes[0], picture)
-        axes[0].set_title(f"no detection with score >= {score_threshold}", fontsize=8)
-        return figure
+        return no_detection_figure(picture, score_threshold)
+    columns = min(columns, len(queries))
+    rows = math.ceil(len(queries) / columns)
+    figure = Figure(figsize=(3.6 * columns + 1.0, 3.6 * rows), layout="constrained")
+    axes = [figure.add_subplot(rows, columns, i + 1) for i in range(len(queries))]
     # one colour scale for the whole figure
     shown = [decoder_points(attention, q, d, head, picture.shape[:2])[1] for q in queries]
     norm = weight_norm(*shown)

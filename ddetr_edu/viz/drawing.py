@@ -121,6 +121,19 @@ def weight_norm(*weights: Tensor) -> Normalize:
     return Normalize(vmin=0.0, vmax=max(top, 1e-6))
 
 
+def no_detection_figure(picture, score_threshold: float, figsize: tuple[float, float] = (6.0, 4.5)) -> Figure:
+    """One panel: the picture and, in its middle, "no detection with score >= <threshold>"
+    (what every figure shows when no detection reaches the threshold)."""
+    figure = Figure(figsize=figsize, layout="constrained")
+    ax = figure.add_subplot()
+    show_picture(ax, picture)
+    text = f"no detection with score >= {score_threshold:g}"
+    ax.set_title(text, fontsize=9)
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=11,
+            bbox={"facecolor": "black", "alpha": 0.7, "pad": 4, "linewidth": 0})
+    return figure
+
+
 def class_text(label: int, score: float, class_names: Sequence[str] | None) -> str:
     name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else f"class {label}"
     return f"{name} {score:.2f}"
@@ -128,4 +141,4 @@ def class_text(label: int, score: float, class_names: Sequence[str] | None) -> s
 
 __all__ = ["LEVEL_MARKERS", "WEIGHT_CMAP", "BOX_COLOURS", "SAMPLING_GID", "picture_array", "show_picture",
            "draw_sampling_points", "draw_reference", "draw_box", "level_legend", "weight_colorbar",
-           "weight_norm", "class_text"]
+           "weight_norm", "no_detection_figure", "class_text"]

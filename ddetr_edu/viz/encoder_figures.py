@@ -17,16 +17,15 @@ from torch import Tensor
 
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import encoder_token, points_to_pixels, token_centre
-from ddetr_edu.viz.drawing import (draw_reference, draw_sampling_points, level_legend, picture_array,
-                                   show_picture, weight_colorbar, weight_norm)
+from ddetr_edu.viz.drawing import (draw_reference, draw_sampling_points, level_legend, no_detection_figure,
+                                   picture_array, show_picture, weight_colorbar, weight_norm)
 from ddetr_edu.viz.sampling_points import encoder_points
 
 
 def default_probe_points(attention: ImageAttention, top_k: int = 5, score_threshold: float = 0.0) -> Tensor:
-    """(P, 2) valid-normalised centres of the top detections' boxes; the image centre if none."""
+    """(P, 2) valid-normalised centres of the top detections' boxes (P = 0 when none reaches
+    ``score_threshold``)."""
     queries = attention.top_queries(top_k, score_threshold)
-    if len(queries) == 0:
-        return torch.tensor([[0.5, 0.5]])
     return attention.layer_boxes[-1, queries, :2].clone()
 
 
@@ -58,12 +57,15 @@ def draw_encoder_token(ax: Axes, picture, attention: ImageAttention, token: int,
 def plot_encoder_sampling(image, attention: ImageAttention, points: Tensor | None = None, layer: int = -1,
                           head: int | None = None, query_level: int = 0, top_k: int = 5,
                           score_threshold: float = 0.0) -> Figure:
-    """Rows: the image points (P, 2) valid-normalised (default: detection centres); columns: levels."""
+    """Rows: the image points (P, 2) valid-normalised (default: detection centres; when none
+    reaches ``score_threshold``, the picture says so); columns: levels."""
     picture = picture_array(image)
-    if points is None:
-        points = default_probe_points(attention, top_k, score_threshold)
     e = attention.layer_index(layer, encoder=True)
     attention.check_head(head)
+    if points is None:
+        points = default_probe_points(attention, top_k, score_threshold)
+        if len(points) == 0:
+            return no_detection_figure(picture, score_threshold)
     tokens = tokens_for_points(attention, torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2),
                                query_level)
     levels = attention.num_levels

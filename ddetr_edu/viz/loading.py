@@ -4,9 +4,14 @@ Both checkpoint kinds (told apart by :func:`ddetr_edu.checkpoints.read_checkpoin
 accepted:
 
 * ours (``"ddetr_edu"``, written by ``ddetr_edu.training``): ``model_config`` rebuilds the
-  detector; the evaluation resize comes from its ``train_config``;
+  detector; the evaluation resize comes from its ``train_config``; the labels' names from its
+  ``class_names`` (checkpoints written before that key existed: "class <i>");
 * official Deformable DETR (``"official"``, ``main.py``), converted by ``ddetr_edu.checkpoints``;
-  COCO's evaluation resize (short side 800, long side <= 1333).
+  COCO's evaluation resize (short side 800, long side <= 1333); labels are COCO category ids,
+  shown as "class <i>" (the library has no table of COCO's names).
+
+The model input is at most ``MAX_SHORT_SIDE`` x ``MAX_LONG_SIDE`` pixels: a larger ``short_side``
+is a ValueError (the activations of a 100000-pixel input would not fit in memory).
 
 Anything else (a missing file, a file ``torch.load`` cannot read, a dict of another kind) is a
 clear error: ``FileNotFoundError`` or ``ValueError`` naming the file and what was expected.
@@ -25,6 +30,10 @@ from ddetr_edu.checkpoints import CheckpointKind, load_official_checkpoint, read
 from ddetr_edu.data.folders import transform_config
 from ddetr_edu.data.images import load_rgb_image
 from ddetr_edu.data.transforms import TransformConfig, build_eval_transforms
+
+
+MAX_SHORT_SIDE = 2048  # pixels: short side of the model input, at most
+MAX_LONG_SIDE = 4096  # pixels: long side of the model input, at most
 
 
 @dataclass
@@ -48,29 +57,48 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -
         model = build_detector(config_from_dict(checkpoint["model_config"]))
         model.load_state_dict(checkpoint["model"])
         recipe = transform_config(TrainConfig.from_dict(checkpoint["train_config"]))
-        loaded = LoadedDetector(model, kind, recipe)
+        loaded = LoadedDetector(model, kind, recipe, stored_class_names(checkpoint, path))
     else:
         loaded = LoadedDetector(load_official_checkpoint(checkpoint), kind, TransformConfig.coco())
     loaded.model.to(device).eval()
     return loaded
 
 
+def stored_class_names(checkpoint: dict, path: str | os.PathLike) -> list[str] | None:
+    """The ``class_names`` list of one of our checkpoints; None when it has none (older ones)."""
+    names = checkpoint.get("class_names")
+    if names is None:
+        return None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"checkpoint {path}: class_names must be a list of strings, got {names!r:.80}")
+    return list(names)
+
+
+def check_short_side(short_side: int | None) -> None:
+    """ValueError unless ``short_side`` is None (the recipe's scale) or 32..``MAX_SHORT_SIDE``."""
+    if short_side is not None and not 32 <= short_side <= MAX_SHORT_SIDE:
+        raise ValueError(f"short_side: expected 32 to {MAX_SHORT_SIDE} pixels (the short side of the model "
+                         f"input), got {short_side}")
+
+
 def prepare_image(path: str | os.PathLike, transforms: TransformConfig,
                   short_side: int | None = None) -> tuple[Image.Image, Tensor]:
     """(the original RGB picture, the model input (3, h, w) resized and normalised).
 
-    ``short_side`` overrides the recipe's evaluation scale (the long side keeps the recipe's
-    max/eval ratio), e.g. to look at a large photo quickly on a CPU.
+    ``short_side`` (32..``MAX_SHORT_SIDE``) overrides the recipe's evaluation scale (the long
+    side keeps the recipe's max/eval ratio, at most ``MAX_LONG_SIDE``), e.g. to look at a large
+    photo quickly on a CPU.
     """
+    check_short_side(short_side)
     picture = load_rgb_image(path)  # FileNotFoundError / ValueError naming the file
     if short_side is not None:
-        if short_side < 32:
-            raise ValueError(f"short_side: expected >= 32 pixels, got {short_side}")
-        max_size = max(short_side, round(short_side * transforms.max_size / transforms.eval_scale))
+        ratio = transforms.max_size / transforms.eval_scale
+        max_size = min(MAX_LONG_SIDE, max(short_side, round(short_side * ratio)))
         transforms = dataclasses.replace(transforms, eval_scale=short_side, max_size=max_size)
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     tensor, _ = build_eval_transforms(transforms)(picture, empty)
     return picture, tensor
 
 
-__all__ = ["LoadedDetector", "load_detector", "prepare_image"]
+__all__ = ["MAX_LONG_SIDE", "MAX_SHORT_SIDE", "LoadedDetector", "check_short_side", "load_detector",
+           "prepare_image", "stored_class_names"]

@@ -25,7 +25,7 @@ from ddetr_edu.config import ModelConfig
 from ddetr_edu.viz.attention import ImageAttention, compute_attention
 from ddetr_edu.viz.decoder_figures import plot_decoder_sampling
 from ddetr_edu.viz.encoder_figures import plot_encoder_sampling
-from ddetr_edu.viz.loading import LoadedDetector, load_detector, prepare_image
+from ddetr_edu.viz.loading import LoadedDetector, check_short_side, load_detector, prepare_image
 from ddetr_edu.viz.refinement_figures import plot_refinement
 from ddetr_edu.viz.summary import plot_summary
 
@@ -109,6 +109,7 @@ def prepare_visualization(checkpoint: str | os.PathLike, images: Sequence[str | 
     here, before anything is drawn."""
     if not images:
         raise ValueError("images: expected at least one image file")
+    check_short_side(short_side)
     missing = [str(image) for image in images if not Path(image).is_file()]
     if missing:  # before the (slow) model is built
         raise FileNotFoundError(f"image file not found: {', '.join(missing)}")

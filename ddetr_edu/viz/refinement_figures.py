@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels, points_to_pixels, reference_point
-from ddetr_edu.viz.drawing import BOX_COLOURS, class_text, draw_box, draw_reference, picture_array, show_picture
+from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, draw_reference, no_detection_figure,
+                                   picture_array, show_picture)
 
 
 def draw_refinement(ax: Axes, picture, attention: ImageAttention, queries: Sequence[int],
@@ -39,10 +40,13 @@ def draw_refinement(ax: Axes, picture, attention: ImageAttention, queries: Seque
 def plot_refinement(image, attention: ImageAttention, queries: Tensor | Sequence[int] | None = None,
                     top_k: int = 5, score_threshold: float = 0.0,
                     class_names: Sequence[str] | None = None) -> Figure:
-    """One panel: the refinement of ``queries`` (default: the top detections)."""
+    """One panel: the refinement of ``queries`` (default: the top detections; when none reaches
+    ``score_threshold``, the picture says so)."""
     picture = picture_array(image)
     if queries is None:
         queries = attention.top_queries(top_k, score_threshold)
+        if len(queries) == 0:
+            return no_detection_figure(picture, score_threshold)
     figure = Figure(figsize=(6, 6 * picture.shape[0] / picture.shape[1] + 0.5), layout="constrained")
     draw_refinement(figure.add_subplot(), picture, attention, [int(q) for q in queries], class_names)
     return figure

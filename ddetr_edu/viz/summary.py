@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels
 from ddetr_edu.viz.decoder_figures import draw_decoder_query
-from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, level_legend, picture_array,
-                                   show_picture, weight_colorbar)
+from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, level_legend, no_detection_figure,
+                                   picture_array, show_picture, weight_colorbar)
 from ddetr_edu.viz.encoder_figures import draw_encoder_token, tokens_for_points
 from ddetr_edu.viz.refinement_figures import draw_refinement
 
@@ -30,10 +29,13 @@ def plot_summary(image, attention: ImageAttention, layer: int = -1, head: int | 
                  top_k: int = 5, score_threshold: float = 0.0, query_level: int = 0,
                  class_names: Sequence[str] | None = None) -> Figure:
     """2 x 2 panels: detections; decoder sampling of the best detection (layer ``layer``);
-    encoder sampling (last layer, all levels) of the token under its centre; refinement."""
+    encoder sampling (last layer, all levels) of the token under its centre; refinement. One
+    panel saying so when no detection reaches ``score_threshold``."""
     picture = picture_array(image)
     queries = [int(q) for q in attention.top_queries(top_k, score_threshold)]
-    best = queries[0] if queries else int(torch.argmax(attention.scores))
+    if not queries:
+        return no_detection_figure(picture, score_threshold)
+    best = queries[0]
     figure = Figure(figsize=(10, 10 * picture.shape[0] / picture.shape[1] + 0.8), layout="constrained")
     (a, b), (c, d) = figure.subplots(2, 2)
     draw_detections(a, picture, attention, queries, class_names)
@@ -48,7 +50,7 @@ def plot_summary(image, attention: ImageAttention, layer: int = -1, head: int | 
     else:
         show_picture(c, picture)
         c.set_title("no encoder attention captured", fontsize=8)
-    draw_refinement(d, picture, attention, queries or [best], class_names)
+    draw_refinement(d, picture, attention, queries, class_names)
     figure.suptitle("what the model looks at", fontsize=10)
     return figure
 

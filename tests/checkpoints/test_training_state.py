@@ -63,3 +63,46 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         ckpt.atomic_torch_save({"bad": Unpicklable()}, target)
     assert torch.load(target, weights_only=True)["epoch"] == 1
     assert sorted(os.listdir(tmp_path)) == ["checkpoint_last.pth"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoints_get_the_permissions_of_any_new_file(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = ckpt.atomic_torch_save({"epoch": 1}, tmp_path / "checkpoint_last.pth")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, RuntimeError])
+def test_no_temporary_file_outlives_a_failed_write(tmp_path, monkeypatch, stop):
+    target = ckpt.atomic_torch_save({"epoch": 1}, tmp_path / "checkpoint_last.pth")
+
+    def half_written(obj, file):
+        file.write(b"half a checkpoint")
+        raise stop()
+
+    monkeypatch.setattr(ckpt.torch, "save", half_written)
+    with pytest.raises(stop):
+        ckpt.atomic_torch_save({"epoch": 2}, target)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_last.pth"]
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    stale = [tmp_path / ".checkpoint_last.pth.4242.0a1b2c3d.tmp", tmp_path / ".checkpoint_best.pth.k9x_2lq.tmp"]
+    kept = [tmp_path / "checkpoint_last.pth", tmp_path / ".log.jsonl.12.tmp", tmp_path / "notes.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    removed = ckpt.remove_stale_temporaries(tmp_path, ("checkpoint_last.pth", "checkpoint_best.pth"))
+    assert sorted(removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_config_changes_name_the_fields_that_differ():
+    saved = {"transformer": {"d_model": 64, "n_heads": 2}, "levels": (1, 2), "lr": 1e-3}
+    same = {"transformer": {"d_model": 64, "n_heads": 2}, "levels": [1, 2], "lr": 1e-3}
+    assert ckpt.config_changes(saved, same) == []
+    assert ckpt.config_changes(saved, {"transformer": {"d_model": 128, "n_heads": 2}, "levels": [1, 2], "lr": 1e-2}) \
+        == ["d_model 64 -> 128", "lr 0.001 -> 0.01"]

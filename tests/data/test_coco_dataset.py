@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from ddetr_edu.boxes import cxcywh_to_xyxy
-from ddetr_edu.data import CocoDetection, load_rgb_image
+from ddetr_edu.data import CocoDetection, DataFileError, load_rgb_image, read_class_names
 from ddetr_edu.data.images import IMAGENET_MEAN_RGB
 
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
@@ -165,3 +166,52 @@ def test_missing_or_invalid_annotation_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         CocoDetection(tmp_path, tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("bbox", [[1, 2, float("nan"), 5], [1, 2, 10, float("inf")], [1, "a", 10, 5],
+                                  [1, 2, 10], [True, 2, 10, 5]])
+@pytest.mark.parametrize("crowd", [0, 1])  # crowd regions are scored as "ignore": their boxes count too
+def test_non_finite_or_non_numeric_bbox_names_file_and_annotation(tmp_path, bbox, crowd):
+    annotations = [{"image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10]},
+                   {"image_id": 1, "category_id": 3, "bbox": bbox, "iscrowd": crowd}]  # annotation id 2
+    ann = write_coco(tmp_path, [("a.png", rgb(), (40, 30))], annotations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not a "boxes clipped" warning
+        with pytest.raises(DataFileError, match=r"ann\.json: annotation 2 has bbox .*four finite numbers"):
+            CocoDetection(tmp_path, ann)
+
+
+@pytest.mark.parametrize("area", [None, float("nan"), "big", -1])
+def test_missing_or_bad_area_names_file_and_annotation(tmp_path, area):
+    annotation = {"image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10], "area": area}
+    ann = write_coco(tmp_path, [("a.png", rgb(), (40, 30))], [annotation])
+    content = json.loads(ann.read_text())
+    if area is None:
+        del content["annotations"][0]["area"]
+    ann.write_text(json.dumps(content))
+    with pytest.raises(DataFileError, match=r"ann\.json: annotation 1 has area"):
+        CocoDetection(tmp_path, ann)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("annotations"), "expected a JSON object with an 'annotations' list"),
+    (lambda c: c.update(images=[]), "'images' is empty"),
+    (lambda c: c.update(categories=[]), "'categories' is empty"),
+    (lambda c: c["images"][0].pop("width"), "image 1 has file_name 'a.png', width None"),
+    (lambda c: c["images"].append(dict(c["images"][0])), "image id 1 appears twice"),
+    (lambda c: c["annotations"][0].pop("id"), "annotation number 0 has id None"),
+])
+def test_incomplete_annotation_files_name_the_file(tmp_path, change, message):
+    annotations = [{"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5]}]
+    ann = write_coco(tmp_path, [("a.png", rgb(), (40, 30))], annotations)
+    content = json.loads(ann.read_text())
+    change(content)
+    ann.write_text(json.dumps(content))
+    with pytest.raises(DataFileError, match=re.escape(f"annotation file {ann}: {message}")):
+        CocoDetection(tmp_path, ann)
+
+
+def test_class_names_are_read_in_label_order(tmp_path):
+    ann = write_coco(tmp_path, [("a.png", rgb(), (40, 30))], [],
+                     categories=[{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 44}])
+    assert read_class_names(ann) == ["person", "44", "toothbrush"] == CocoDetection(tmp_path, ann).class_names

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ddetr_edu.data import (STAT_NAMES, CocoDetection, CocoEvaluator, coco_scorer, evaluate_detections,
+from ddetr_edu.data import (STAT_NAMES, CocoDetection, CocoEvaluator, CocoMetrics, coco_scorer, evaluate_detections,
                             load_coco_annotations, score_detections)
 
 
@@ -40,7 +40,7 @@ def test_ground_truth_scores_one(val_set, capsys):
     present = [v for k, v in metrics.stats.items() if k in ("AP_S", "AP_M", "AP_L") and not math.isnan(v)]
     assert present and all(v == pytest.approx(1.0) for v in present)
     assert capsys.readouterr().out == ""  # pycocotools' prints are swallowed
-    assert "AP50" in metrics.table and "100.0" in metrics.table
+    assert "AP50" in metrics.table and "1.000" in metrics.table  # the 0..1 scale of every AP printed
 
 
 def test_jittered_boxes_score_below_one_and_strict_iou_suffers_most(val_set):
@@ -113,3 +113,17 @@ def test_score_detections_and_the_training_loops_scorer(val_set):
     assert metrics.stats == pytest.approx(expected.stats, nan_ok=True) and metrics.stats["AP"] < 1.0
     stats, table = coco_scorer(val_set)(detections)
     assert stats == pytest.approx(metrics.stats, nan_ok=True) and table == metrics.table
+
+
+def test_the_table_and_metrics_json_use_the_0_to_1_scale_of_every_printed_ap():
+    stats = dict.fromkeys(STAT_NAMES, 0.25) | {"AP": 0.5453, "AP_L": math.nan}
+    metrics = CocoMetrics(stats=stats, per_class={"star": 0.6125})
+    lines = metrics.table.splitlines()
+    assert "AP       0.545" in lines and "AP_L       n/a" in lines and "  star         0.613" in lines
+    assert "54.5" not in metrics.table  # the training log prints f"AP {0.5453:.3f}": the same "0.545"
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    written = json.loads(metrics.stats_json(), parse_constant=refuse)  # NaN, Infinity would call refuse
+    assert written["AP_L"] is None and written["AP"] == 0.5453 and list(written) == list(STAT_NAMES)

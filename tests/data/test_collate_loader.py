@@ -1,11 +1,13 @@
 """Padding masks and reproducible loaders (per epoch, per rank, resumable mid-epoch)."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
-from ddetr_edu.data import (CocoDetection, SkipFirst, TransformConfig, build_dataloader, build_train_transforms,
-                            collate_detection)
+from ddetr_edu.data import (CocoDetection, DataFileError, DataFileNotFoundError, SkipFirst, TransformConfig,
+                            build_dataloader, build_train_transforms, collate_detection)
 
 
 def fake_item(h, w, value):
@@ -97,3 +99,23 @@ def test_bad_loader_settings_are_rejected(tiny_shapes):
         build_dataloader(dataset, 0, shuffle=False, seed=0)
     with pytest.raises(ValueError, match="rank"):
         build_dataloader(dataset, 2, shuffle=False, seed=0, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_a_bad_image_is_one_line_naming_the_file_with_or_without_workers(tiny_shapes, tmp_path, num_workers, damage):
+    images = tmp_path / "images"
+    shutil.copytree(tiny_shapes.val_images, images)
+    bad = images / sorted(p.name for p in images.iterdir())[5]
+    if damage == "corrupt":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    else:
+        bad.unlink()
+    dataset = CocoDetection(images, tiny_shapes.val_json)
+    loader = build_dataloader(dataset, 2, shuffle=False, seed=0, num_workers=num_workers)
+    # PyTorch re-raises a worker's exception as type(traceback text); DataFileError keeps its one line
+    with pytest.raises(DataFileNotFoundError if damage == "missing" else DataFileError) as error:
+        for _ in loader:
+            pass
+    assert str(bad) in str(error.value) and "\n" not in str(error.value) and "Traceback" not in str(error.value)
+    assert isinstance(error.value, ValueError)  # the library's one kind of bad-input error

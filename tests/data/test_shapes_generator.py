@@ -96,3 +96,27 @@ def test_bad_config_is_rejected():
         ShapesConfig(min_size=300)
     with pytest.raises(ValueError, match="min_objects"):
         ShapesConfig(min_objects=4, max_objects=2)
+
+
+def test_dataset_conflict_says_what_writing_would_replace(tmp_path):
+    from ddetr_edu.data.shapes import dataset_conflict
+
+    root = tmp_path / "data"
+    assert dataset_conflict(root, SMALL) is None  # missing
+    make_shapes_dataset(root, SMALL)
+    assert dataset_conflict(root, SMALL) is None  # the same dataset
+    other = ShapesConfig(**{**SMALL.__dict__, "seed": 12, "num_val": 5})
+    assert dataset_conflict(root, other) == f"{root} holds a shapes dataset made with other settings: " \
+                                            f"seed 11 instead of 12, num_val 2 instead of 5"
+    (root / "val.json").unlink()  # an unfinished dataset of the same settings: nothing else to lose
+    assert dataset_conflict(root, SMALL) is None
+    (root / "train.json").unlink()
+    assert dataset_conflict(root, other) is None  # images only: an unfinished write, no manifest yet
+    (root / "train.json").write_text('{"images": [], "annotations": []}')
+    assert dataset_conflict(root, SMALL) == f"{root} holds train.json, which is not the annotation file of a " \
+                                           f"shapes dataset"
+    (root / "train.json").unlink()
+    (root / "README.txt").write_text("my data")
+    assert dataset_conflict(root, SMALL) == f"{root} holds README.txt and no shapes dataset"
+    (tmp_path / "file").write_text("x")
+    assert dataset_conflict(tmp_path / "file", SMALL) == f"{tmp_path / 'file'} is a file, not a folder"

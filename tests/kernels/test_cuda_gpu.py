@@ -103,3 +103,30 @@ def test_auto_backend_uses_the_kernel_on_gpu():
     auto = ms_deform_attn(value, shapes, loc, weights, backend="auto")
     kernel = ms_deform_attn(value, shapes, loc, weights, backend="cuda")
     assert torch.equal(auto, kernel)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "einops", "grid_sample"])
+def test_degenerate_inputs_follow_the_rule_without_a_host_sync(backend):
+    """N = 0 and Lq = 0 give empty outputs and gradients; a NaN or inf location reads zero with
+    zero gradient (tests/ops/test_degenerate_inputs.py states the rule); none of it synchronises
+    with the host (CUDA's sync debug mode raises on a synchronising call)."""
+    (value, loc, weights, grad_out), shapes = make_inputs(torch.float32, lq=5)
+    loc[0, 0, 0, 0, 0, 0], loc[1, 4, 3, 2, 1, 1], loc[0, 2, 1, 3, 3] = float("nan"), float("inf"), float("-inf")
+    empty_batch = [t[:0] for t in (value, loc, weights, grad_out)]
+    no_queries = [value, loc[:, :0], weights[:, :0], grad_out[:, :0]]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        results = []
+        for v, p, a, g in ((value, loc, weights, grad_out), empty_batch, no_queries):
+            leaves = [t.detach().requires_grad_() for t in (v, p, a)]
+            out = ms_deform_attn(leaves[0], shapes, leaves[1], leaves[2], backend=backend)
+            results.append((out, *torch.autograd.grad(out, leaves, g)))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    (out, grad_value, grad_loc, grad_weights), empty, none = results
+    assert all(bool(t.isfinite().all()) for t in (out, grad_value, grad_loc, grad_weights))
+    assert grad_loc[0, 0, 0, 0, 0].abs().sum() == 0 and grad_weights[0, 0, 0, 0, 0] == 0
+    assert grad_weights[0, 2, 1, 3, 3] == 0 and grad_weights[0, 0, 0, 0, 1] != 0
+    assert empty[0].shape == (0, 5, value.shape[2] * value.shape[3]) and empty[1].shape == (0, *value.shape[1:])
+    assert none[0].shape == (2, 0, value.shape[2] * value.shape[3]) and not none[1].any()

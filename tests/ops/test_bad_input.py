@@ -118,3 +118,23 @@ def test_bad_module_input_is_a_value_error_naming_the_argument(case):
     inputs = module_inputs() | change
     with pytest.raises(ValueError, match=message):
         module(**inputs)
+
+
+BAD_MODULE_ARGUMENTS = {
+    "no heads": (dict(n_heads=0), r"^n_heads must be a positive int, got 0$"),
+    "no points": (dict(n_points=0), r"^n_points must be a positive int, got 0$"),
+    "no levels": (dict(n_levels=0), r"^n_levels must be a positive int, got 0$"),
+    "negative d_model": (dict(d_model=-16), r"^d_model must be a positive int, got -16$"),
+    "float heads": (dict(n_heads=2.0), r"^n_heads must be a positive int, got 2.0$"),
+    "d_model not divisible": (dict(d_model=30, n_heads=4), r"^d_model \(30\) must be divisible by n_heads \(4\)$"),
+    "unknown backend": (dict(backend="nope"), r"^backend must be one of \(.*'einops'.*\), got 'nope'$"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MODULE_ARGUMENTS), ids=list(BAD_MODULE_ARGUMENTS))
+def test_bad_module_arguments_are_a_one_line_value_error_at_construction(case):
+    change, message = BAD_MODULE_ARGUMENTS[case]
+    arguments = dict(d_model=16, n_levels=2, n_heads=2, n_points=2, backend="einops") | change
+    with pytest.raises(ValueError, match=message) as error:
+        MSDeformAttn(**arguments)
+    assert "\n" not in str(error.value)

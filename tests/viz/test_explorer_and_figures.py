@@ -83,3 +83,34 @@ def test_figures_for_image_and_option_errors(attention):
         VisualizeOptions(top_k=0)
     with pytest.raises(ValueError, match="return_attention"):
         attention_from_outputs({"pred_logits": torch.zeros(1, 2, 3)})
+
+
+def _drawn_boxes(figure) -> int:
+    return sum(len(ax.patches) for ax in figure.axes)
+
+
+def _drawn_points(figure) -> int:
+    return sum(len(c.get_offsets()) for ax in figure.axes for c in ax.collections
+               if (c.get_gid() or "").startswith("sampling-level-"))
+
+
+def test_no_figure_draws_a_detection_below_the_score_threshold(attention):
+    """Above every score: each of the four figures is one panel saying so, with no box and no
+    sampling point; between the best and the second score: only the best detection is drawn."""
+    scores = attention.scores.sort(descending=True).values
+    above_all = round(float(scores[0]) + 0.005, 3)
+    figures = figures_for_image(PICTURE, attention, VisualizeOptions(score_threshold=above_all))
+    for kind, figure in figures.items():
+        assert len(figure.axes) == 1, kind
+        assert figure.axes[0].get_title() == f"no detection with score >= {above_all:g}", kind
+        assert _drawn_boxes(figure) == 0 and _drawn_points(figure) == 0, kind
+    only_best = float(scores[0] + scores[1]) / 2
+    figures = figures_for_image(PICTURE, attention, VisualizeOptions(score_threshold=only_best, top_k=5))
+    detections = figures["summary"].axes[0]
+    assert detections.get_title() == "top 1 detections" and len(detections.patches) == 1
+    best = int(attention.scores.argmax())
+    assert [t.get_text() for t in detections.texts] == [f"class {int(attention.labels[best])} {float(scores[0]):.2f}"]
+    assert [ax.get_title() for ax in figures["decoder"].axes if ax.get_title().startswith("query")] == [
+        f"query {best}, decoder layer {attention.num_decoder_layers}/{attention.num_decoder_layers}, all heads"]
+    encoder_rows = [ax.get_ylabel() for ax in figures["encoder"].axes if ax.get_ylabel().startswith("token")]
+    assert len(encoder_rows) == 1  # one probe: the best detection's centre

@@ -8,12 +8,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+import ddetr_edu
 from ddetr_edu.cli import main
 from ddetr_edu.config import get_preset, with_overrides
 from ddetr_edu.data.folders import build_datasets
@@ -178,3 +183,120 @@ def test_cli_on_an_official_checkpoint(tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--size", "128", "--top-k", "2"])
     assert code == 0, capsys.readouterr().err
     assert {p.name for p in (tmp_path / "out").iterdir()} == {f"photo_{kind}.png" for kind in KINDS}
+
+
+def _checkpoint_with_class_names(run_dir: Path, tmp_path: Path, names) -> Path:
+    """A copy of the run's checkpoint whose "class_names" is ``names`` (absent when None)."""
+    checkpoint = torch.load(run_dir / "checkpoint_last.pth", map_location="cpu", weights_only=False)
+    checkpoint.pop("class_names", None)
+    if names is not None:
+        checkpoint["class_names"] = names
+    path = tmp_path / f"checkpoint_{'none' if names is None else len(names)}.pth"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_labels_use_the_class_names_stored_in_the_checkpoint(run, tmp_path):
+    from ddetr_edu.viz.attention import compute_attention
+    from ddetr_edu.viz.loading import load_detector
+    from ddetr_edu.viz.pipeline import VisualizeOptions, figures_for_image, prepare_visualization
+
+    run_dir, data_dir, _ = run
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    names = [f"shape-{i}" for i in range(20)]
+    assert load_detector(_checkpoint_with_class_names(run_dir, tmp_path, names)).class_names == names
+    assert load_detector(_checkpoint_with_class_names(run_dir, tmp_path, None)).class_names is None  # older ones
+    with pytest.raises(ValueError, match=r"class_names must be a list of strings"):
+        load_detector(_checkpoint_with_class_names(run_dir, tmp_path, "circle,square"))
+    prepared = prepare_visualization(_checkpoint_with_class_names(run_dir, tmp_path, names), [image],
+                                     VisualizeOptions(top_k=2))
+    _, picture, tensor = prepared.images[0]
+    attention = compute_attention(prepared.detector.model, tensor[None])[0]
+    figures = figures_for_image(picture, attention, prepared.options, prepared.detector.class_names)
+    label = f"{names[int(attention.labels[attention.top_queries(1)[0]])]} "
+    texts = [t.get_text() for ax in figures["decoder"].axes for t in ax.texts]
+    assert any(text.startswith(label) for text in texts) and not any(t.startswith("class ") for t in texts)
+
+
+def test_cli_says_when_and_how_it_resizes_a_photo(run, tmp_path, capsys):
+    run_dir, data_dir, _ = run
+    checkpoint = run_dir / "checkpoint_last.pth"
+    Image.fromarray((torch.rand(80, 100, 3) * 255).to(torch.uint8).numpy()).save(tmp_path / "photo.png")
+    val_image = sorted((data_dir / "images" / "val").glob("*.png"))[0]  # 64 x 64: the evaluation scale
+    code = main(["visualize", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "photo.png"),
+                 str(val_image), "--out", str(tmp_path / "a"), "--top-k", "1"])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "photo.png: 100x80 -> 80x64 (the checkpoint's evaluation scale; --size to change)" in out
+    assert not any(line.startswith(val_image.name) for line in out)  # not resized: nothing said
+    code = main(["visualize", "--checkpoint", str(checkpoint), "--image", str(val_image),
+                 "--out", str(tmp_path / "b"), "--top-k", "1", "--size", "96"])
+    assert code == 0
+    assert f"{val_image.name}: 64x64 -> 96x96 (--size 96)" in capsys.readouterr().out.splitlines()
+
+
+def _visualize_in_a_capped_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m ddetr_edu visualize ARGS`` with its address space capped at 8 GiB: without the
+    size limit a 100000-pixel input asks for ~24 GB, which must fail fast here, not fill the machine."""
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+    return subprocess.run([sys.executable, "-m", "ddetr_edu", "visualize", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, preexec_fn=cap_memory)
+
+
+@pytest.mark.parametrize("size", ["2049", "31"])
+def test_cli_size_has_a_limit(run, tmp_path, capsys, size):
+    run_dir, data_dir, _ = run
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    code = main(["visualize", "--checkpoint", str(run_dir / "checkpoint_last.pth"), "--image", str(image),
+                 "--out", str(tmp_path / "out"), "--size", size])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected 32 to 2048 pixels" in err and f"got {size}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_size_100000_is_refused_before_anything_is_computed(run, tmp_path):
+    """Without the limit this asks for ~24 GB: run in a process whose address space is capped at
+    8 GiB, so that a regression fails here at once instead of filling the machine."""
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    run_dir, data_dir, _ = run
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    package_root = Path(ddetr_edu.__file__).resolve().parents[1]  # the ddetr_edu under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "ddetr_edu", "visualize", "--checkpoint",
+                             str(run_dir / "checkpoint_last.pth"), "--image", str(image), "--out", str(tmp_path / "out"),
+                             "--size", "100000"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env=env, preexec_fn=cap_memory)
+    assert result.returncode == 2, result.stderr[-1000:]
+    assert result.stderr.strip() == ("error: short_side: expected 32 to 2048 pixels (the short side of the model "
+                                     "input), got 100000")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_long_side_of_the_model_input_is_capped(tmp_path):
+    import dataclasses
+
+    from ddetr_edu.data.transforms import TransformConfig
+    from ddetr_edu.viz.loading import MAX_LONG_SIDE, prepare_image
+
+    Image.fromarray(torch.zeros(20, 400, 3, dtype=torch.uint8).numpy()).save(tmp_path / "strip.png")
+    lax_recipe = dataclasses.replace(TransformConfig.coco(), max_size=8000)  # long side <= 10 x the short one
+    _, tensor = prepare_image(tmp_path / "strip.png", lax_recipe, short_side=2048)
+    height, width = tensor.shape[-2:]  # 2048 x 40960 asked: the long side capped, the aspect kept
+    assert width <= MAX_LONG_SIDE and height < 2048 and abs(width / height - 20) < 0.2
+
+
+def test_cli_out_naming_a_file_is_one_line_before_the_model_runs(run, tmp_path, capsys):
+    run_dir, data_dir, _ = run
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    code = main(["visualize", "--checkpoint", str(run_dir / "checkpoint_last.pth"), "--image", str(image),
+                 "--out", str(existing)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err, err
+    assert existing.read_text() == "keep me"
