@@ -25,6 +25,9 @@ from ddetr_edu.checkpoints.safe_load import safe_torch_load
 from ddetr_edu.checkpoints.training_state import CHECKPOINT_FORMAT
 
 CheckpointKind = Literal["ddetr_edu", "official"]
+# what every reader of each kind needs (the full list of ours: training_state.build_checkpoint)
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {"ddetr_edu": ("model", "model_config", "train_config"),
+                                             "official": ("model", "args")}
 
 
 def kind_of(content: Any) -> CheckpointKind | None:
@@ -56,6 +59,11 @@ def read_checkpoint(path: str | os.PathLike,
             f"{os.fspath(path)} is neither a ddetr_edu training checkpoint (format {CHECKPOINT_FORMAT!r}) "
             f"nor an official Deformable DETR checkpoint (a dict with 'model' and 'args'); "
             f"found {_described(content)}")
+    required = REQUIRED_KEYS[kind]
+    missing = [key for key in required if key not in content]
+    if missing:
+        raise ValueError(f"{os.fspath(path)} looks like a {kind} checkpoint but lacks {missing}; "
+                         f"expected the keys {list(required)}")
     return kind, content
 
 
@@ -74,4 +82,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return content
 
 
-__all__ = ["CheckpointKind", "kind_of", "read_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointKind", "REQUIRED_KEYS", "kind_of", "read_checkpoint", "load_checkpoint"]

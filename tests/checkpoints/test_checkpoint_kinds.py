@@ -17,7 +17,8 @@ def _save(tmp_path, name, content):
 
 
 def test_ours_and_official_are_told_apart(tmp_path):
-    ours = _save(tmp_path, "ours.pth", {"format": CHECKPOINT_FORMAT, "model": {}, "epoch": 2})
+    ours = _save(tmp_path, "ours.pth", {"format": CHECKPOINT_FORMAT, "model": {}, "model_config": {},
+                                        "train_config": {}, "epoch": 2})
     official = _save(tmp_path, "official.pth", {"model": {"w": torch.zeros(1)}, "args": argparse.Namespace()})
     kind, content = read_checkpoint(ours)
     assert kind == "ddetr_edu" and content["epoch"] == 2
@@ -56,3 +57,25 @@ def test_unreadable_files_are_a_value_error_naming_the_file(tmp_path, text):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         read_checkpoint(tmp_path / "missing.pth")
+
+
+def test_our_format_without_its_keys_is_one_line_naming_the_file(tmp_path):
+    from ddetr_edu.checkpoints.reading import read_checkpoint
+    from ddetr_edu.checkpoints.training_state import CHECKPOINT_FORMAT
+
+    path = tmp_path / "format_only.pth"
+    torch.save({"format": CHECKPOINT_FORMAT}, path)
+    with pytest.raises(ValueError, match="format_only.pth.*lacks.*model_config"):
+        read_checkpoint(path)
+
+
+def test_cli_on_a_format_only_checkpoint_exits_2(tmp_path, capsys):
+    from ddetr_edu.checkpoints.training_state import CHECKPOINT_FORMAT
+    from ddetr_edu.cli import main
+
+    path = tmp_path / "format_only.pth"
+    torch.save({"format": CHECKPOINT_FORMAT}, path)
+    assert main(["eval", "--checkpoint", str(path), "--data", str(tmp_path / "nowhere")]) == 2
+    assert main(["train", "--resume", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("lacks" in line for line in err), err

@@ -16,7 +16,7 @@ from ddetr_edu.training.loop import INTERRUPTED, LAST
 
 def _write_last(run_dir, model_cfg, train_cfg):
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": CHECKPOINT_FORMAT, "model_config": config_to_dict(model_cfg),
+    torch.save({"format": CHECKPOINT_FORMAT, "model": {}, "model_config": config_to_dict(model_cfg),
                 "train_config": train_cfg.to_dict()}, run_dir / LAST)
 
 
