@@ -73,3 +73,24 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def classwise_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression within each class -> indices (K,) of the boxes kept, best first.
+
+    boxes (N, 4) xyxy, scores (N,), labels (N,) int. Going down the scores, a box is dropped when
+    its IoU with an already kept box of the same label is above ``iou_threshold``; boxes of
+    different labels never suppress each other. ``iou_threshold = 1`` keeps every box.
+    """
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold: expected a value in [0, 1], got {iou_threshold}")
+    if not boxes.shape[0] == scores.shape[0] == labels.shape[0]:
+        raise ValueError(f"classwise_nms: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)} and labels "
+                         f"{tuple(labels.shape)} must have the same length N")
+    iou, _ = box_iou(boxes, boxes)  # (N, N); NaN for two empty boxes, which then do not suppress
+    suppresses = (iou > iou_threshold) & (labels[:, None] == labels[None, :])  # (N, N)
+    kept: list[int] = []
+    for i in torch.argsort(scores, descending=True, stable=True).tolist():
+        if not bool(suppresses[i, kept].any()):
+            kept.append(i)
+    return torch.tensor(kept, dtype=torch.long)

@@ -384,15 +384,18 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- visualize
 def _add_visualize(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="a ddetr_edu checkpoint, or an official Deformable DETR .pth")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a ddetr_edu checkpoint, or an official Deformable DETR .pth (default: the "
+                             "reference model shipped in the package, trained on shapes)")
     parser.add_argument("--image", required=True, type=Path, nargs="+", help="image file(s)")
     parser.add_argument("--out", type=Path, default=Path("runs/visualize"),
                         help="folder for <image-stem>_{decoder,encoder,refinement,summary}.png")
     parser.add_argument("--layer", type=int, default=-1, help="decoder layer, 0-based (-1: the last)")
     parser.add_argument("--head", default="all", help="attention head, 0-based, or 'all'")
-    parser.add_argument("--top-k", type=int, default=5, help="detections shown")
-    parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection score")
+    parser.add_argument("--top-k", type=int, default=5, help="detections shown, at most")
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="minimum detection score (default 0.3); duplicates of a detection (same class, "
+                             "IoU > 0.7) are dropped")
     parser.add_argument("--query-level", type=int, default=0, help="level of the encoder pixels shown")
     parser.add_argument("--size", type=int, default=None,
                         help="short side of the model input, 32 to 2048 pixels (long side <= 4096; "

@@ -116,6 +116,13 @@ class ModelConfig:
     with_box_refine: bool = False  # per-layer box heads; each layer refines the previous box
     two_stage: bool = False  # encoder proposals become the decoder's reference boxes and queries
     aux_loss: bool = True  # also return the predictions of the earlier decoder layers
+    # DINO's look-forward-twice (Zhang et al. 2023): layer i's supervised box starts from layer
+    # i-1's box *before* it is detached, so layer i's box loss also trains layer i-1 (the next
+    # layer's reference stays detached); needs with_box_refine. See ddetr_edu/models/decoder.py
+    look_forward_twice: bool = False
+    # DINO's mixed query selection: with two-stage, the top proposals give the decoder's positional
+    # queries only; the content queries are learned (Q, C), as in DETR. See models/transformer.py
+    mixed_query_selection: bool = False
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -125,6 +132,12 @@ class ModelConfig:
         if self.two_stage and not self.with_box_refine:
             # the official model needs the per-layer box heads for the proposal head as well
             raise ValueError("two_stage=True needs with_box_refine=True (as in the official code)")
+        if self.mixed_query_selection and not self.two_stage:
+            raise ValueError("mixed_query_selection=True needs two_stage=True: it changes which queries "
+                             "the encoder proposals give")
+        if self.look_forward_twice and not self.with_box_refine:
+            raise ValueError("look_forward_twice=True needs with_box_refine=True: it changes how each "
+                             "layer's box refines the previous layer's box")
         if self.two_stage and self.transformer.attention == "dense":
             raise ValueError("two_stage=True needs attention='deformable': encoder proposals are "
                              "Deformable DETR's addition, the dense baseline is DETR with learned queries")

@@ -33,7 +33,7 @@ from ddetr_edu.checkpoints import load_checkpoint
 from ddetr_edu.checkpoints.training_state import config_changes
 from ddetr_edu.data.folders import build_datasets
 from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
-from ddetr_edu.training.config import TrainConfig, train_preset
+from ddetr_edu.training.config import TrainConfig, train_preset, with_epochs
 from ddetr_edu.training.fit import evaluate_model, fit
 from ddetr_edu.training.loop import INTERRUPTED, LAST
 from ddetr_edu.viz.curves import save_curves
@@ -64,10 +64,7 @@ def demo_train_config(quick: bool = False, epochs: int | None = None) -> TrainCo
     neither: the preset's 21); as in the preset, the last fifth of them (at least one) run at
     lr x0.1."""
     preset = train_preset("shapes_cpu")
-    epochs = epochs if epochs is not None else QUICK_EPOCHS if quick else preset.epochs
-    if epochs < 1:
-        raise ValueError(f"epochs: expected >= 1, got {epochs}")
-    return dataclasses.replace(preset, epochs=epochs, lr_drop=max(1, epochs - max(1, round(epochs / 5))))
+    return with_epochs(preset, epochs if epochs is not None else QUICK_EPOCHS if quick else preset.epochs)
 
 
 @dataclass

@@ -101,7 +101,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int
         for module in attention:
             module.backend = EXPORT_BACKEND
         with torch.no_grad():
-            program = torch.onnx.export(ScoresAndBoxes(model), (example,), dynamo=True, opset_version=OPSET,
+            program = torch.onnx.export(ScoresAndBoxes(model).eval(), (example,), dynamo=True, opset_version=OPSET,
                                         input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, verbose=False)
         program.save(str(path))
     finally:

@@ -32,13 +32,20 @@ def dense_flops(queries: int, tokens: int, channels: int) -> int:
     return 4 * queries * c * c + 4 * tokens * c * c + 4 * queries * tokens * c
 
 
+def sampling_flops(queries: int, channels: int, heads: int, levels: int, points: int) -> int:
+    """FLOPs of reading the samples: bilinear (4 multiply-adds) and weighted sum (1) per sample and channel.
+
+    Elementwise work, not matrix products: torch's FlopCounterMode does not count it.
+    """
+    return 10 * queries * heads * levels * points * (channels // heads)
+
+
 def deformable_flops(queries: int, tokens: int, channels: int, heads: int, levels: int, points: int) -> int:
     """FLOPs of one deformable attention: ``levels`` levels sampled, ``points`` points per head and level."""
     c, samples = channels, heads * levels * points
     projections = 2 * tokens * c * c + 2 * queries * c * c
     offsets_and_weights = 6 * queries * c * samples
-    sampling = 10 * queries * samples * (c // heads)
-    return projections + offsets_and_weights + sampling
+    return projections + offsets_and_weights + sampling_flops(queries, channels, heads, levels, points)
 
 
 def attention_flops(cfg: ModelConfig, level_sizes: Sequence[Sequence[int]]) -> dict[str, int]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ddetr_edu.config import config_to_dict
+from ddetr_edu.config import ModelConfig, config_to_dict
 from ddetr_edu.data.shapes import ShapesConfig
 from ddetr_edu.training.fit import fit
 from ddetr_edu.training.logbook import AP_KEYS, read_log
@@ -60,10 +60,11 @@ def epoch_rows(log_path: Path, wall: list[float]) -> list[dict[str, Any]]:
 
 def train_run(name: str, seed: int, data_dir: Path, work_dir: Path, shapes: ShapesConfig, *,
               epochs: int, max_steps: int | None = None, max_eval_images: int | None = None,
-              threads: int = 1) -> dict[str, Any]:
-    """Train the named configuration with ``fit`` (its checkpoints go to ``work_dir``); the record."""
+              threads: int = 1, model: ModelConfig | None = None) -> dict[str, Any]:
+    """Train the named configuration with ``fit`` (its checkpoints go to ``work_dir``); the record.
+    ``model``: train this configuration under ``name`` instead of ``model_config(name)``."""
     torch.set_num_threads(threads)
-    cfg = model_config(name)
+    cfg = model_config(name) if model is None else model
     train_cfg = train_config(seed, epochs, max_steps, max_eval_images)
     run_dir = work_dir / f"{name}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # fit appends to an existing log.jsonl

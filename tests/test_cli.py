@@ -486,7 +486,7 @@ def test_demo_quick_and_epochs_shorten_the_training():
     assert (quick.epochs, quick.lr_drop) == (QUICK_EPOCHS, QUICK_EPOCHS - 1)
     assert quick == with_overrides(full, {"epochs": QUICK_EPOCHS, "lr_drop": QUICK_EPOCHS - 1})
     assert (demo_train_config(epochs=10).epochs, demo_train_config(quick=True, epochs=1).lr_drop) == (10, 1)
-    with pytest.raises(ValueError, match="epochs: expected >= 1, got 0"):
+    with pytest.raises(ValueError, match="epochs: expected an integer >= 1, got 0"):
         demo_train_config(epochs=0)
 
 

@@ -106,6 +106,8 @@ def test_config_fields_are_flat_and_unique():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(two_stage=True), "with_box_refine"),
+    (dict(look_forward_twice=True), "with_box_refine"),
+    (dict(mixed_query_selection=True, with_box_refine=True), "two_stage"),
     (dict(num_feature_levels=2), "num_feature_levels"),
     (dict(d_model=100), "multiple of 32"),
     (dict(n_heads=5), "divisible"),

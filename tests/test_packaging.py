@@ -105,6 +105,16 @@ def test_the_wheel_ships_the_kernel_sources(wheel):
     assert len(wanted) >= 5 and wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"
 
 
+def test_the_wheel_ships_the_reference_model(wheel):
+    """``ddetr-edu visualize`` and chapter 10 load the reference model from the installed package:
+    the wheel must carry its weights and card (package-data in pyproject.toml)."""
+    from ddetr_edu.checkpoints import reference
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {f"ddetr_edu/checkpoints/reference/{path.name}" for path in (reference.WEIGHTS_FILE, reference.CARD_FILE)}
+    assert wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"
+
+
 def test_the_installed_wheel_runs_and_finds_its_kernel_sources(wheel, tmp_path):
     """``pip install --no-deps --target`` the wheel, then from another folder (not the checkout)
     with only that folder on PYTHONPATH: the CLI answers --help, and the kernel glue finds its

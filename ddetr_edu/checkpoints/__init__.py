@@ -5,7 +5,9 @@
 * ``reading``: which kind a file is (``"ddetr_edu"`` or ``"official"``), told in one place;
   :func:`load_checkpoint` reads ours;
 * ``official``: converting and loading checkpoints of the official Deformable DETR;
-* ``safe_load``: ``torch.load`` with ``weights_only=True`` (no arbitrary pickled code).
+* ``safe_load``: ``torch.load`` with ``weights_only=True`` (no arbitrary pickled code);
+* ``reference``: the shipped, trained shapes model (``load_reference_model``), made by
+  ``make reference-model``.
 """
 from ddetr_edu.checkpoints.official import (config_from_official_args, convert_official_state_dict,
                                             load_converted_state_dict, load_official_checkpoint)

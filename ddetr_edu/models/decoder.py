@@ -16,6 +16,11 @@ k = memory + memory_pos, v = memory)`` over every token (``attention_choice.py``
 heads predict a class and a box b = sigmoid(MLP(t) + sigmoid^-1(ref)). With iterative box
 refinement the next layer's reference is that box, detached: every layer refines the previous
 layer's box, but gradients flow through each layer's own prediction only.
+
+Look-forward-twice (DINO, Zhang et al. 2023; ``ModelConfig.look_forward_twice``): layer i's box
+offset is applied twice, to the detached reference b_{i-1} (giving b'_i, which becomes the next
+reference, detached again) and to b'_{i-1}, the previous layer's box before its detach (giving the
+box the loss sees). The numbers are the same; the loss of layer i now also reaches layer i-1.
 """
 from __future__ import annotations
 
@@ -91,9 +96,10 @@ class LayerPrediction:
 class DeformableDecoder(nn.Module):
     """A stack of ``DecoderLayer``; the loop over layers (and the refinement) is in ``forward``."""
 
-    def __init__(self, num_layers: int, **layer_kwargs) -> None:
+    def __init__(self, num_layers: int, look_forward_twice: bool = False, **layer_kwargs) -> None:
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(**layer_kwargs) for _ in range(num_layers))
+        self.look_forward_twice = look_forward_twice  # DINO; needs heads.refine (see module doc)
 
     def forward(self, tgt: Tensor, query_pos: Tensor, reference: Tensor, memory: Tensor, levels: Levels,
                 ratios: Tensor, padding_mask: Tensor | None, heads: LayerHeads,
@@ -108,9 +114,11 @@ class DeformableDecoder(nn.Module):
             heads: the detector's heads; with ``heads.refine`` (iterative box refinement) the next
                 reference is this layer's box, detached.
         Returns:
-            one ``LayerPrediction`` per layer.
+            one ``LayerPrediction`` per layer (with look-forward-twice its ``boxes`` are the
+            supervised ones, whose gradient also reaches the previous layer).
         """
         predictions = []
+        undetached = reference  # look-forward-twice: b'_{i-1}, the previous box before its detach
         for i, layer in enumerate(self.layers):
             # map the reference onto every level's padded map: (N, Q, 1, 2|4) * (N, 1, L, 2|4)
             scale = ratios if reference.shape[-1] == 2 else torch.cat([ratios, ratios], dim=-1)
@@ -118,8 +126,13 @@ class DeformableDecoder(nn.Module):
             out = layer(tgt, query_pos, reference_on_levels, memory, levels, padding_mask,
                         return_sampling=return_attention, memory_pos=memory_pos)
             tgt, sampling = out if return_attention else (out, None)
-            logits, boxes = heads.predict(i, tgt, reference)  # (N, Q, num_classes), (N, Q, 4)
-            predictions.append(LayerPrediction(tgt, reference, logits, boxes, sampling))
+            if self.look_forward_twice:  # boxes: b'_i; supervised: the same numbers from b'_{i-1}
+                logits, boxes, supervised = heads.predict_looking_twice(i, tgt, reference, undetached)
+            else:
+                logits, boxes = heads.predict(i, tgt, reference)  # (N, Q, num_classes), (N, Q, 4)
+                supervised = boxes
+            predictions.append(LayerPrediction(tgt, reference, logits, supervised, sampling))
             if heads.refine:
+                undetached = boxes  # (N, Q, 4) b'_i: its gradient skips the earlier layers' boxes
                 reference = boxes.detach()  # the next layer refines this box
         return predictions

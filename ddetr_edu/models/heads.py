@@ -92,7 +92,15 @@ def predict_boxes(box_head: nn.Module, hidden: Tensor, reference: Tensor) -> Ten
     hidden (N, Q, C); reference (N, Q, 2) points or (N, Q, 4) boxes, cxcywh in [0, 1]
     -> boxes (N, Q, 4) cxcywh in [0, 1].
     """
-    offset = box_head(hidden)  # (N, Q, 4)
+    return refine_boxes(box_head(hidden), reference)
+
+
+def refine_boxes(offset: Tensor, reference: Tensor) -> Tensor:
+    """b = sigmoid(offset + sigmoid^-1(r)) on the coordinates r has; the rest of b is sigmoid(offset).
+
+    offset (N, Q, 4) a box head's output; reference (N, Q, 2) points or (N, Q, 4) boxes, cxcywh in
+    [0, 1] -> boxes (N, Q, 4) cxcywh in [0, 1].
+    """
     r = reference.shape[-1]
     if r not in (2, 4):
         raise ValueError(f"reference: expected last axis 2 (points) or 4 (boxes), got shape "
@@ -120,6 +128,23 @@ class LayerHeads:
         -> logits (N, Q, num_classes), boxes (N, Q, 4) cxcywh in [0, 1]."""
         i = layer if self.refine else 0
         return self.class_heads[i](hidden), predict_boxes(self.box_heads[i], hidden, reference)
+
+    def predict_looking_twice(self, layer: int, hidden: Tensor, reference: Tensor, previous: Tensor
+                              ) -> tuple[Tensor, Tensor, Tensor]:
+        """DINO's look-forward-twice, with refinement: one box offset applied to two starts.
+
+        hidden (N, Q, C); reference (N, Q, 2|4) the previous layer's box, detached (what this layer
+        attended around); previous (N, Q, 2|4) the same numbers before the detach
+        -> logits (N, Q, num_classes),
+           boxes (N, Q, 4) sigmoid(offset + sigmoid^-1(reference)): the next layer's start,
+           supervised (N, Q, 4) sigmoid(offset + sigmoid^-1(previous)): equal numbers, but the loss
+           on it also reaches the previous layer's box head and decoder layer.
+        """
+        if not self.refine:
+            raise ValueError("predict_looking_twice: needs refine=True (one box head per layer)")
+        offset = self.box_heads[layer](hidden)  # (N, Q, 4)
+        return (self.class_heads[layer](hidden), refine_boxes(offset, reference),
+                refine_boxes(offset, previous))
 
     def score_proposals(self, memory: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
         """Two-stage, with the extra (last) heads: memory (N, S, C), proposals (N, S, 4)

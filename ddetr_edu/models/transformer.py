@@ -9,7 +9,9 @@ Axis glossary: ``n`` batch, ``q`` queries, ``s`` tokens (sum of H_l * W_l), ``l`
 2. Encode: ``DeformableEncoder`` (every token is a query).
 3. Queries: either learned (``query_embed``: Q x 2C split into positional part and content,
    reference point = sigmoid(Linear(positional part))) or, for two-stage, the top-Q encoder
-   proposals (see ``two_stage.py``).
+   proposals (see ``two_stage.py``). With DINO's mixed query selection (``ModelConfig.
+   mixed_query_selection``) the proposals give the positional part only (``pos_trans``: 2C -> C)
+   and the content is a learned ``content_embed`` (Q, C), the same for every image.
 4. Decode: ``DeformableDecoder`` with the detector's class/box heads (``LayerHeads``).
 
 ``TransformerConfig.attention="dense"`` swaps the encoder's and the decoder's cross-attention for
@@ -58,18 +60,24 @@ class DeformableTransformer(nn.Module):
         self.d_model = t.d_model
         self.two_stage = cfg.two_stage
         self.num_queries = cfg.num_queries
+        self.mixed_query_selection = cfg.mixed_query_selection
         self.level_embed = nn.Parameter(torch.empty(t.num_feature_levels, t.d_model))  # (L, C)
         common = dict(d_model=t.d_model, dim_feedforward=t.dim_feedforward, dropout=t.dropout,
                       n_levels=t.num_feature_levels, n_heads=t.n_heads, backend=t.attention_backend,
                       attention=t.attention)  # "dense": DETR's attention (attention_choice.py)
         self.encoder = DeformableEncoder(t.enc_layers, n_points=t.enc_n_points,
                                          own_level=not t.cross_level_attention, **common)
-        self.decoder = DeformableDecoder(t.dec_layers, n_points=t.dec_n_points, **common)
+        self.decoder = DeformableDecoder(t.dec_layers, n_points=t.dec_n_points,
+                                         look_forward_twice=cfg.look_forward_twice, **common)
         if cfg.two_stage:
             self.enc_output = nn.Linear(t.d_model, t.d_model)
             self.enc_output_norm = nn.LayerNorm(t.d_model)
-            self.pos_trans = nn.Linear(2 * t.d_model, 2 * t.d_model)
-            self.pos_trans_norm = nn.LayerNorm(2 * t.d_model)
+            # the box's sine code (2C) -> positional part + content (2C), or, mixed, positional part (C)
+            query_width = t.d_model if cfg.mixed_query_selection else 2 * t.d_model
+            self.pos_trans = nn.Linear(2 * t.d_model, query_width)
+            self.pos_trans_norm = nn.LayerNorm(query_width)
+            if cfg.mixed_query_selection:
+                self.content_embed = nn.Embedding(cfg.num_queries, t.d_model)  # (Q, C) static content
         else:
             self.reference_points = nn.Linear(t.d_model, 2)
         self._reset_parameters()
@@ -125,7 +133,11 @@ class DeformableTransformer(nn.Module):
             _, chosen = top_proposals(enc_logits[..., 0], enc_unactivated, self.num_queries)
             reference = chosen.sigmoid()  # (N, Q, 4) boxes
             code = proposal_position_embedding(chosen, num_feats=c // 2)  # (N, Q, 2C)
-            query_pos, tgt = self.pos_trans_norm(self.pos_trans(code)).split(c, dim=-1)
+            if self.mixed_query_selection:  # DINO: position from the box, content learned
+                query_pos = self.pos_trans_norm(self.pos_trans(code))  # (N, Q, C)
+                tgt = self.content_embed.weight[None].expand(n, -1, -1)  # (N, Q, C)
+            else:
+                query_pos, tgt = self.pos_trans_norm(self.pos_trans(code)).split(c, dim=-1)  # (N, Q, C) each
         else:
             query_pos, tgt = query_embed.split(c, dim=-1)  # (Q, C) each
             query_pos = query_pos[None].expand(n, -1, -1)  # (N, Q, C)

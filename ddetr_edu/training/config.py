@@ -148,4 +148,12 @@ def train_preset(name: str) -> TrainConfig:
     return TRAIN_PRESETS[name]
 
 
-__all__ = ["AmpMode", "TrainConfig", "TRAIN_PRESETS", "train_preset"]
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    """``config`` for ``epochs`` epochs, the last fifth of them (at least one) at lr x0.1, as in the
+    ``shapes_cpu`` preset (a ValueError for ``epochs`` < 1)."""
+    if not _is_int(epochs) or epochs < 1:
+        raise ValueError(f"epochs: expected an integer >= 1, got {epochs!r}")
+    return dataclasses.replace(config, epochs=epochs, lr_drop=max(1, epochs - max(1, round(epochs / 5))))
+
+
+__all__ = ["AmpMode", "TrainConfig", "TRAIN_PRESETS", "train_preset", "with_epochs"]

@@ -3,12 +3,17 @@
 Conventions shared by every figure of ``ddetr_edu.viz``:
 
 * the picture is drawn with ``extent=(0, w, h, 0)``, so axes coordinates are continuous pixels;
+  under sampling points it is drawn in dark grey (:func:`faded`) so the colours read;
 * sampling points: one ``scatter`` per feature level, the **marker** says the level
-  (:data:`LEVEL_MARKERS`), the **colour** the attention weight (colour map :data:`WEIGHT_CMAP`,
-  one normalisation per figure); each scatter has the gid ``"sampling-level-<l>"`` so that tests
-  (and readers) can find the drawn points again: ``collection.get_offsets()`` are the pixels,
-  ``collection.get_array()`` the weights;
-* reference points: a white-edged cross; predicted boxes: solid; reference boxes: dashed.
+  (:data:`LEVEL_MARKERS`); the **colour**, the **size** and the **opacity** say the point's
+  *relative* weight, A_mlqk divided by the largest weight among the points shown of the same
+  query (or encoder token), so 1 is that query's strongest point and every figure uses one colour
+  scale, 0..1 (:data:`WEIGHT_CMAP`). The raw weights of a query with M heads sum to M and are
+  spread over M*L*K points, so on an absolute 0..1 scale they would all look alike. Each
+  scatter has the gid ``"sampling-level-<l>"``: ``collection.get_offsets()`` are the pixels,
+  ``collection.get_array()`` the relative weights, drawn in increasing order (strong on top);
+* reference points: a white-edged cross; predicted boxes: solid; reference boxes: dashed; a
+  box's label is placed so that it stays inside the picture (:func:`label_position`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+import torch
 from PIL import Image
 from torch import Tensor
 
@@ -29,6 +35,9 @@ WEIGHT_CMAP = "plasma"
 BOX_COLOURS = ("tab:cyan", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink",
                "tab:olive", "tab:blue", "tab:brown", "tab:gray")
 SAMPLING_GID = "sampling-level-{level}"
+RELATIVE_NORM = Normalize(vmin=0.0, vmax=1.0)  # relative weights: 1 = the strongest point shown
+QUERY_SCALE = "weight / max weight of its query (colour, size, opacity)"
+TOKEN_SCALE = "weight / max weight of its token (colour, size, opacity)"
 
 
 def picture_array(image) -> np.ndarray:
@@ -51,12 +60,20 @@ def picture_array(image) -> np.ndarray:
     return array
 
 
-def show_picture(ax: Axes, picture) -> tuple[int, int]:
-    """Draw the picture (anything :func:`picture_array` takes) in continuous pixel coordinates;
-    returns (h, w)."""
+def faded(picture: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) uint8 dark grey version, 40 + 110 * luminance / 255, on which
+    the coloured sampling points stand out whatever the picture's own colours."""
+    luminance = picture.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
+    grey = np.rint(40.0 + 110.0 * luminance / 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def show_picture(ax: Axes, picture, fade: bool = False) -> tuple[int, int]:
+    """Draw the picture (anything :func:`picture_array` takes) in continuous pixel coordinates,
+    as a dark grey version (:func:`faded`) when ``fade``; returns (h, w)."""
     picture = picture_array(picture)
     h, w = picture.shape[:2]
-    ax.imshow(picture, extent=(0, w, h, 0), interpolation="nearest")
+    ax.imshow(faded(picture) if fade else picture, extent=(0, w, h, 0), interpolation="nearest")
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.set_xticks([])
@@ -64,17 +81,22 @@ def show_picture(ax: Axes, picture) -> tuple[int, int]:
     return h, w
 
 
-def draw_sampling_points(ax: Axes, pixels: Tensor, weights: Tensor, norm: Normalize,
-                         levels: Sequence[int], size: float = 28.0) -> list[PathCollection]:
-    """One scatter per level in ``levels``.
+def draw_sampling_points(ax: Axes, pixels: Tensor, relative: Tensor, levels: Sequence[int],
+                         size: float = 70.0) -> list[PathCollection]:
+    """One scatter per level in ``levels``, the strongest points drawn last (on top).
 
-    pixels (L, P, 2) (x, y) pixels; weights (L, P) attention weights (P: heads x points shown).
+    pixels (L, P, 2) (x, y) pixels; relative (L, P) weights / the largest weight shown, in [0, 1]
+    (P: heads x points shown). Marker area runs from 0.15 * ``size`` to ``size`` and opacity from
+    0.35 to 1 with the relative weight.
     """
     drawn = []
     for level in levels:
-        collection = ax.scatter(pixels[level, :, 0].numpy(), pixels[level, :, 1].numpy(),
-                                c=weights[level].numpy(), cmap=WEIGHT_CMAP, norm=norm,
-                                marker=LEVEL_MARKERS[level % len(LEVEL_MARKERS)], s=size,
+        order = torch.argsort(relative[level], stable=True)  # (P,) weakest first
+        weight = relative[level, order].clamp(0, 1)
+        collection = ax.scatter(pixels[level, order, 0].numpy(), pixels[level, order, 1].numpy(),
+                                c=weight.numpy(), cmap=WEIGHT_CMAP, norm=RELATIVE_NORM,
+                                s=(size * (0.15 + 0.85 * weight)).numpy(), alpha=(0.35 + 0.65 * weight).numpy(),
+                                marker=LEVEL_MARKERS[level % len(LEVEL_MARKERS)],
                                 edgecolors="black", linewidths=0.4, zorder=3)
         collection.set_gid(SAMPLING_GID.format(level=level))
         drawn.append(collection)
@@ -88,15 +110,43 @@ def draw_reference(ax: Axes, point_px: Tensor, size: float = 90.0) -> None:
                gid="reference")
 
 
+def label_position(box_xyxy: Tensor, image_size: tuple[int, int],
+                   margin: float = 0.09) -> tuple[float, float, str, str]:
+    """Where a box's label goes so that it stays inside the picture: (x, y, ha, va).
+
+    box_xyxy (4,) pixels, image_size (h, w). Horizontally the label starts at the box's left edge
+    (ha "left") when the box's centre is in the left half of the picture and ends at its right
+    edge (ha "right") otherwise, the edge clipped to the picture; so it grows towards the
+    middle. Vertically it sits on the box's top edge (va "bottom") unless that edge is within
+    ``margin`` * h of the picture's top, then just inside the box (va "top"); y is clipped to the
+    picture too.
+    """
+    h, w = image_size
+    x0, y0, x1, y1 = box_xyxy.tolist()
+    if (x0 + x1) / 2 <= w / 2:
+        x, ha = min(max(x0, 0.0), w), "left"
+    else:
+        x, ha = min(max(x1, 0.0), w), "right"
+    if y0 >= margin * h:
+        y, va = min(y0, float(h)), "bottom"
+    else:
+        y, va = min(max(y0, 0.0), float(h)), "top"
+    return x, y, ha, va
+
+
 def draw_box(ax: Axes, box_xyxy: Tensor, colour: str, dashed: bool = False, width: float = 1.6,
-             label: str | None = None) -> None:
-    """A box (4,) xyxy pixels, with an optional label above its top-left corner."""
+             label: str | None = None, image_size: tuple[int, int] | None = None) -> None:
+    """A box (4,) xyxy pixels, with an optional label kept inside the picture of ``image_size``
+    (h, w) (default: the axes' limits) by :func:`label_position`."""
     x0, y0, x1, y1 = box_xyxy.tolist()
     ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=width,
                            linestyle="--" if dashed else "-", zorder=2))
     if label:
-        ax.text(x0, y0, label, color="white", fontsize=7, va="bottom", zorder=5, clip_on=True,
-                bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "linewidth": 0})
+        if image_size is None:
+            image_size = (abs(ax.get_ylim()[0] - ax.get_ylim()[1]), abs(ax.get_xlim()[1] - ax.get_xlim()[0]))
+        x, y, ha, va = label_position(box_xyxy, image_size)
+        ax.text(x, y, label, color="black", fontsize=7, ha=ha, va=va, zorder=5, clip_on=True,
+                bbox={"facecolor": colour, "alpha": 0.85, "pad": 1, "linewidth": 0})
 
 
 def level_legend(ax: Axes, levels: Sequence[int], spatial_shapes: Tensor) -> None:
@@ -108,17 +158,12 @@ def level_legend(ax: Axes, levels: Sequence[int], spatial_shapes: Tensor) -> Non
     ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.7)
 
 
-def weight_colorbar(figure: Figure, axes, norm: Normalize, label: str = "attention weight") -> None:
-    """A colour bar of the attention weights next to ``axes`` (an Axes or a list of them)."""
+def weight_colorbar(figure: Figure, axes, label: str = QUERY_SCALE, shrink: float = 0.8) -> None:
+    """The colour bar of the relative weights (0..1) next to ``axes`` (an Axes or a list of them)."""
     from matplotlib.cm import ScalarMappable
 
-    figure.colorbar(ScalarMappable(norm=norm, cmap=WEIGHT_CMAP), ax=axes, shrink=0.8, label=label)
-
-
-def weight_norm(*weights: Tensor) -> Normalize:
-    """Colour scale from 0 to the largest weight shown."""
-    top = max((float(w.max()) for w in weights if w.numel()), default=1.0)
-    return Normalize(vmin=0.0, vmax=max(top, 1e-6))
+    bar = figure.colorbar(ScalarMappable(norm=RELATIVE_NORM, cmap=WEIGHT_CMAP), ax=axes, shrink=shrink)
+    bar.set_label(label, fontsize=8)
 
 
 def no_detection_figure(picture, score_threshold: float, figsize: tuple[float, float] = (6.0, 4.5)) -> Figure:
@@ -139,6 +184,6 @@ def class_text(label: int, score: float, class_names: Sequence[str] | None) -> s
     return f"{name} {score:.2f}"
 
 
-__all__ = ["LEVEL_MARKERS", "WEIGHT_CMAP", "BOX_COLOURS", "SAMPLING_GID", "picture_array", "show_picture",
-           "draw_sampling_points", "draw_reference", "draw_box", "level_legend", "weight_colorbar",
-           "weight_norm", "no_detection_figure", "class_text"]
+__all__ = ["LEVEL_MARKERS", "WEIGHT_CMAP", "BOX_COLOURS", "SAMPLING_GID", "RELATIVE_NORM", "QUERY_SCALE",
+           "TOKEN_SCALE", "picture_array", "faded", "show_picture", "draw_sampling_points", "draw_reference",
+           "label_position", "draw_box", "level_legend", "weight_colorbar", "no_detection_figure", "class_text"]

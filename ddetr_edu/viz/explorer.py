@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels
 from ddetr_edu.viz.decoder_figures import draw_decoder_query
-from ddetr_edu.viz.drawing import class_text, picture_array
+from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, select_detections
+from ddetr_edu.viz.drawing import class_text, picture_array, weight_colorbar
 from ddetr_edu.viz.encoder_figures import draw_encoder_token, tokens_for_points
 from ddetr_edu.viz.summary import draw_detections
 
@@ -47,11 +48,12 @@ class SamplingExplorer:
     """Interactive view of one image's :class:`ImageAttention` (see the module docstring)."""
 
     def __init__(self, image, attention: ImageAttention, class_names: Sequence[str] | None = None,
-                 top_k: int = 10, score_threshold: float = 0.0, figure: Figure | None = None) -> None:
+                 top_k: int = 10, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 figure: Figure | None = None) -> None:
         self.picture = picture_array(image)
         self.attention = attention
         self.class_names = class_names
-        queries = attention.top_queries(top_k, score_threshold)
+        queries = select_detections(attention, top_k, score_threshold)  # best first, duplicates dropped
         if len(queries) == 0:  # nothing above the threshold: still show the best query
             queries = attention.top_queries(1)
         self.queries = [int(q) for q in queries]
@@ -112,13 +114,14 @@ class SamplingExplorer:
         left, middle, right = self.figure.subplots(1, 3)
         self.detection_axes = left
         draw_detections(left, self.picture, a, self.queries, self.class_names)
-        left.set_title("detections (click one)", fontsize=8)
+        left.set_title(f"{len(self.queries)} detections (click one)", fontsize=8)
         levels = None if s["level"] is None else [s["level"]]
         draw_decoder_query(middle, self.picture, a, s["query"], s["layer"], s["head"], levels,
                            class_names=self.class_names)
         if a.encoder_locations is not None:
             token = tokens_for_points(a, a.layer_boxes[-1, s["query"], :2][None], 0)[0]
             draw_encoder_token(right, self.picture, a, token, -1, s["head"], levels)
+        weight_colorbar(self.figure, [middle, right], "weight / max weight of its query or token", 0.7)
         self._show()
 
     def _show(self) -> None:

@@ -8,7 +8,10 @@ accepted:
   ``class_names`` (checkpoints written before that key existed: "class <i>");
 * official Deformable DETR (``"official"``, ``main.py``), converted by ``ddetr_edu.checkpoints``;
   COCO's evaluation resize (short side 800, long side <= 1333); labels are COCO category ids,
-  shown as "class <i>" (the library has no table of COCO's names).
+  named from :data:`ddetr_edu.viz.coco_names.COCO_CATEGORY_NAMES` ("person", ...).
+
+:func:`load_reference_detector` gives the shipped reference model
+(:mod:`ddetr_edu.checkpoints.reference`) the same way, with the names and resize of its card.
 
 The model input is at most ``MAX_SHORT_SIDE`` x ``MAX_LONG_SIDE`` pixels: a larger ``short_side``
 is a ValueError (the activations of a 100000-pixel input would not fit in memory).
@@ -30,6 +33,7 @@ from ddetr_edu.checkpoints import CheckpointKind, load_official_checkpoint, read
 from ddetr_edu.data.folders import transform_config
 from ddetr_edu.data.images import load_rgb_image
 from ddetr_edu.data.transforms import TransformConfig, build_eval_transforms
+from ddetr_edu.viz.coco_names import coco_label_names
 
 
 MAX_SHORT_SIDE = 2048  # pixels: short side of the model input, at most
@@ -59,9 +63,21 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -
         recipe = transform_config(TrainConfig.from_dict(checkpoint["train_config"]))
         loaded = LoadedDetector(model, kind, recipe, stored_class_names(checkpoint, path))
     else:
-        loaded = LoadedDetector(load_official_checkpoint(checkpoint), kind, TransformConfig.coco())
+        model = load_official_checkpoint(checkpoint)
+        loaded = LoadedDetector(model, kind, TransformConfig.coco(), coco_label_names(model.cfg.num_classes))
     loaded.model.to(device).eval()
     return loaded
+
+
+def load_reference_detector(device: str | torch.device = "cpu") -> LoadedDetector:
+    """The shipped reference model with its class names and evaluation resize (ValueError, one
+    line, when the package lacks its weights or card)."""
+    from ddetr_edu.checkpoints.reference import load_reference_model
+    from ddetr_edu.training.config import TrainConfig
+
+    model, card = load_reference_model(device)
+    recipe = transform_config(TrainConfig.from_dict(card["train_config"]))
+    return LoadedDetector(model, "ddetr_edu", recipe, list(card["class_names"]))
 
 
 def stored_class_names(checkpoint: dict, path: str | os.PathLike) -> list[str] | None:
@@ -100,5 +116,5 @@ def prepare_image(path: str | os.PathLike, transforms: TransformConfig,
     return picture, tensor
 
 
-__all__ = ["MAX_LONG_SIDE", "MAX_SHORT_SIDE", "LoadedDetector", "check_short_side", "load_detector",
+__all__ = ["MAX_LONG_SIDE", "MAX_SHORT_SIDE", "LoadedDetector", "check_short_side", "load_detector", "load_reference_detector",
            "prepare_image", "stored_class_names"]

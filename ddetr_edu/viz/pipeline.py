@@ -2,13 +2,17 @@
 
 For an image ``<stem>.<ext>`` four PNG files are written into the output folder:
 
-* ``<stem>_decoder.png``: the top detections' sampling points (:func:`plot_decoder_sampling`);
+* ``<stem>_decoder.png``: the detections' sampling points (:func:`plot_decoder_sampling`);
 * ``<stem>_encoder.png``: the encoder sampling of the detections' centres (:func:`plot_encoder_sampling`);
 * ``<stem>_refinement.png``: the reference box after each decoder layer (:func:`plot_refinement`);
 * ``<stem>_summary.png``: the four views in one picture (:func:`plot_summary`).
 
 With a sampling history (``sampling_history.pt``, see ``recording.py``) also
 ``sampling_evolution.gif``.
+
+The detections are those of :func:`ddetr_edu.viz.detections.select_detections`: score at least
+``score_threshold`` (default 0.3), duplicates of the same class (IoU > 0.7) dropped, at most
+``top_k``.
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ from torch import Tensor, nn
 from ddetr_edu.config import ModelConfig
 from ddetr_edu.viz.attention import ImageAttention, compute_attention
 from ddetr_edu.viz.decoder_figures import plot_decoder_sampling
+from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, DUPLICATE_IOU
 from ddetr_edu.viz.encoder_figures import plot_encoder_sampling
-from ddetr_edu.viz.loading import LoadedDetector, check_short_side, load_detector, prepare_image
+from ddetr_edu.viz.loading import (LoadedDetector, check_short_side, load_detector, load_reference_detector,
+                                   prepare_image)
 from ddetr_edu.viz.refinement_figures import plot_refinement
 from ddetr_edu.viz.summary import plot_summary
 
@@ -38,8 +44,9 @@ class VisualizeOptions:
 
     layer: int = -1  # decoder layer, 0-based; -1 = last
     head: int | None = None  # None = all heads together
-    top_k: int = 5  # detections shown
-    score_threshold: float = 0.0  # only detections scoring at least this
+    top_k: int = 5  # detections shown, at most
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD  # only detections scoring at least this
+    duplicate_iou: float = DUPLICATE_IOU  # a detection overlapping a better one of its class more: dropped
     query_level: int = 0  # the encoder pixels are taken on this level (0 = finest)
     dpi: int = 110
 
@@ -48,6 +55,8 @@ class VisualizeOptions:
             raise ValueError(f"top_k: expected >= 1, got {self.top_k}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold: expected a probability in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.duplicate_iou <= 1.0:
+            raise ValueError(f"duplicate_iou: expected an IoU in [0, 1], got {self.duplicate_iou}")
         if self.head is not None and self.head < 0:
             raise ValueError(f"head: expected None (all heads) or >= 0, got {self.head}")
 
@@ -56,11 +65,12 @@ def figures_for_image(image, attention: ImageAttention, options: VisualizeOption
                       class_names: Sequence[str] | None = None) -> dict[str, Figure]:
     """The four figures of one image, keyed by :data:`FIGURE_KINDS`."""
     o = options
-    common = dict(top_k=o.top_k, score_threshold=o.score_threshold)
+    common = dict(top_k=o.top_k, score_threshold=o.score_threshold, duplicate_iou=o.duplicate_iou)
     return {
         "decoder": plot_decoder_sampling(image, attention, layer=o.layer, head=o.head,
                                          class_names=class_names, **common),
-        "encoder": plot_encoder_sampling(image, attention, head=o.head, query_level=o.query_level, **common),
+        "encoder": plot_encoder_sampling(image, attention, head=o.head, query_level=o.query_level,
+                                         class_names=class_names, **common),
         "refinement": plot_refinement(image, attention, class_names=class_names, **common),
         "summary": plot_summary(image, attention, layer=o.layer, head=o.head, query_level=o.query_level,
                                 class_names=class_names, **common),
@@ -101,19 +111,19 @@ class Visualization:
     images: list[tuple[Path, Image.Image, Tensor]]
 
 
-def prepare_visualization(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike],
+def prepare_visualization(checkpoint: str | os.PathLike | None, images: Sequence[str | os.PathLike],
                           options: VisualizeOptions = VisualizeOptions(), device: str = "cpu",
                           short_side: int | None = None) -> Visualization:
-    """Check the image files, load ``checkpoint`` (ours or official), check ``options`` against
-    the model and read the images. Every bad input is a ValueError or FileNotFoundError raised
-    here, before anything is drawn."""
+    """Check the image files, load ``checkpoint`` (ours or official; None: the shipped reference
+    model), check ``options`` against the model and read the images. Every bad input is a
+    ValueError or FileNotFoundError raised here, before anything is drawn."""
     if not images:
         raise ValueError("images: expected at least one image file")
     check_short_side(short_side)
     missing = [str(image) for image in images if not Path(image).is_file()]
     if missing:  # before the (slow) model is built
         raise FileNotFoundError(f"image file not found: {', '.join(missing)}")
-    detector = load_detector(checkpoint, device)
+    detector = load_reference_detector(device) if checkpoint is None else load_detector(checkpoint, device)
     check_options(options, detector.model.cfg)
     read = [(Path(image), *prepare_image(image, detector.transforms, short_side)) for image in images]
     return Visualization(detector, options, read)
@@ -131,10 +141,11 @@ def draw_visualization(visualization: Visualization, out_dir: str | os.PathLike)
     return written
 
 
-def visualize_files(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike],
+def visualize_files(checkpoint: str | os.PathLike | None, images: Sequence[str | os.PathLike],
                     out_dir: str | os.PathLike, options: VisualizeOptions = VisualizeOptions(),
                     device: str = "cpu", short_side: int | None = None) -> list[Path]:
-    """Load ``checkpoint`` (ours or official), run it on each image file, write the PNG files."""
+    """Load ``checkpoint`` (ours or official; None: the reference model), run it on each image
+    file, write the PNG files."""
     return draw_visualization(prepare_visualization(checkpoint, images, options, device, short_side), out_dir)
 
 
@@ -156,7 +167,8 @@ def visualize_dataset(model: nn.Module, dataset, indices: Sequence[int], out_dir
         figures = figures_for_image(picture, attention, options, dataset.class_names)
         written += save_figures(figures, out_dir, stem, options.dpi)
     if history is not None and Path(history).is_file():
-        written.append(save_evolution_gif(load_sampling_history(history), Path(out_dir) / "sampling_evolution.gif"))
+        written.append(save_evolution_gif(load_sampling_history(history), Path(out_dir) / "sampling_evolution.gif",
+                                          class_names=dataset.class_names))
     return written
 
 

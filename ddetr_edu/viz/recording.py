@@ -14,7 +14,10 @@ atomically after each call). Epoch 0 is the pattern before training: the star of
 initialisation. The history is a plain dict that loads with ``torch.load(weights_only=True)``:
 
     {"format": HISTORY_FORMAT, "pictures": [(h, w, 3) uint8], "probe_points": [(P_i, 2)],
-     "query_level": int, "records": [{"epoch": int, "images": [ImageAttention.to_dict()]}]}
+     "query_level": int, "records": [{"epoch": int, "images": [ImageAttention.to_dict()]}],
+     "class_names": [str] or None}
+
+(``class_names``, the labels' names, may be missing in histories written before it existed.)
 
 ``ddetr_edu.viz.evolution`` turns it into frames and a GIF.
 """
@@ -55,11 +58,13 @@ class SamplingRecorder:
         query_level: level of the encoder tokens under the probe points (0 = finest).
         keep_existing: continue the history already in ``path`` (a resumed run) instead of
             starting a new one.
+        class_names: the labels' names (stored for the pictures' labels), or None.
     """
 
     def __init__(self, probe_images: Sequence[Tensor], path: str | os.PathLike,
                  probe_points: Sequence[Tensor] | None = None, query_level: int = 0,
-                 keep_existing: bool = False) -> None:
+                 keep_existing: bool = False, class_names: Sequence[str] | None = None) -> None:
+        self.class_names = None if class_names is None else [str(name) for name in class_names]
         if len(probe_images) == 0:
             raise ValueError("probe_images: expected at least one image")
         self.images, self.masks = pad_images(list(probe_images))  # (N, 3, H, W), (N, H, W)
@@ -90,7 +95,7 @@ class SamplingRecorder:
             image, target = dataset[index]
             images.append(image)
             points.append(target["boxes"][:, :2].clone() if len(target["boxes"]) else None)  # cxcywh -> centres
-        return cls(images, path, points, query_level, keep_existing)
+        return cls(images, path, points, query_level, keep_existing, getattr(dataset, "class_names", None))
 
     @torch.no_grad()
     def record(self, model: nn.Module, epoch: int) -> None:
@@ -111,7 +116,7 @@ class SamplingRecorder:
     def history(self) -> dict:
         """The history dict (see the module docstring)."""
         return {"format": HISTORY_FORMAT, "pictures": self.pictures, "probe_points": self.probe_points,
-                "query_level": self.query_level, "records": self.records}
+                "query_level": self.query_level, "records": self.records, "class_names": self.class_names}
 
 
 def load_sampling_history(path: str | os.PathLike) -> dict:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels, points_to_pixels, reference_point
+from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, DUPLICATE_IOU, select_detections
 from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, draw_reference, no_detection_figure,
                                    picture_array, show_picture)
 
@@ -33,18 +34,18 @@ def draw_refinement(ax: Axes, picture, attention: ImageAttention, queries: Seque
             last = d == layers - 1
             label = class_text(int(attention.labels[q]), float(attention.scores[q]), class_names) if last else None
             draw_box(ax, boxes_to_pixels(attention.layer_boxes[d, q], (h, w)), colour,
-                     width=0.6 + 1.8 * (d + 1) / layers, label=label)
+                     width=0.6 + 1.8 * (d + 1) / layers, label=label, image_size=(h, w))
     ax.set_title(f"reference (+, dashed) and boxes after layers 1..{layers} (thicker = later)", fontsize=8)
 
 
 def plot_refinement(image, attention: ImageAttention, queries: Tensor | Sequence[int] | None = None,
-                    top_k: int = 5, score_threshold: float = 0.0,
-                    class_names: Sequence[str] | None = None) -> Figure:
-    """One panel: the refinement of ``queries`` (default: the top detections; when none reaches
-    ``score_threshold``, the picture says so)."""
+                    top_k: int = 5, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                    class_names: Sequence[str] | None = None, duplicate_iou: float = DUPLICATE_IOU) -> Figure:
+    """One panel: the refinement of ``queries`` (default: :func:`select_detections`; when none is
+    left, the picture says so)."""
     picture = picture_array(image)
     if queries is None:
-        queries = attention.top_queries(top_k, score_threshold)
+        queries = select_detections(attention, top_k, score_threshold, duplicate_iou)
         if len(queries) == 0:
             return no_detection_figure(picture, score_threshold)
     figure = Figure(figsize=(6, 6 * picture.shape[0] / picture.shape[1] + 0.5), layout="constrained")

@@ -4,7 +4,8 @@ Axis glossary: ``m`` heads, ``l`` levels, ``k`` points per head and level, ``p``
 
 A deformable attention query samples M x L x K points; a picture shows, per level, the
 P = M' x K points of the chosen heads (M' = M for all heads, 1 for one head), coloured by their
-attention weight A_mlqk (softmax over the L*K points of each head).
+attention weight A_mlqk (softmax over the L*K points of each head) relative to the largest
+weight among the query's points shown (:func:`relative_weights`).
 """
 from __future__ import annotations
 
@@ -46,4 +47,10 @@ def encoder_points(attention: ImageAttention, token: int, layer: int, head: int 
                       attention.valid_ratios, head, image_size)
 
 
-__all__ = ["decoder_points", "encoder_points"]
+def relative_weights(weights: Tensor) -> Tensor:
+    """weights (L, P) of one query or token -> (L, P) divided by their largest value (1 = the
+    strongest point; all zeros stay zeros)."""
+    return weights / weights.max().clamp(min=1e-12)
+
+
+__all__ = ["decoder_points", "encoder_points", "relative_weights"]

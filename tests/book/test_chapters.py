@@ -1,21 +1,88 @@
-"""Every chapter of the book runs top to bottom, in its fast mode, as a test.
+"""Every chapter of the book runs top to bottom, in its fast mode, and shows the figures it names.
 
-The chapters are stored without outputs; here each one is executed by a Jupyter kernel with
-DDETR_EDU_FAST=1 and the book folder as working directory. A failing cell fails the test with
-the cell's error. Running them needs the ``book`` extra (nbformat, nbclient, a Jupyter kernel);
-without it those tests are skipped with the reason, and the checks of the stored files still run.
+The chapters are stored without outputs; here each one is executed once (a module-scoped fixture)
+by a Jupyter kernel with DDETR_EDU_FAST=1, the inline matplotlib backend and the book folder as
+working directory, by the function `make book` uses (book/build_site.py). A failing cell fails
+the test with the cell's error. The executed notebook is then checked against the figure
+convention: a markdown cell starting with ``**Figure N.k**`` (N = the chapter's number, k = 1, 2,
+... in order) follows the code cell that output the figure, and every "Figure N.k" the text names
+has its caption. The chapters of FULL_MODE_CHAPTERS (under ~40 s in full mode) also run in full
+mode. Running them needs the ``book`` extra (nbformat, nbclient, a Jupyter kernel); without it
+those tests are skipped with the reason, and the checks of the stored files still run.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 BOOK = Path(__file__).resolve().parents[2] / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
-CELL_TIMEOUT_S = 240
+# Chapters whose full mode takes under ~40 s, wall time of `python book/build_site.py --only NN`
+# measured one at a time on 2 CPU cores under a load average of 9-12: 02 23 s, 07 36 s, 09 38 s,
+# 11 39 s (05: 46 s, left out).
+FULL_MODE_CHAPTERS = ["02_bilinear_sampling.ipynb", "07_matching_losses.ipynb", "09_kernel.ipynb",
+                      "11_paper_in_miniature.ipynb"]
+CAPTION = re.compile(r"\*\*Figure (\d+)\.(\d+)\*\*")
+MENTION = re.compile(r"Figure (\d+)\.(\d+)")
+IMAGE_TYPES = ("image/png", "image/gif", "image/svg+xml", "image/jpeg")
+
+
+def load_site_builder():
+    """book/build_site.py as a module (book/ is not a package): its execute_chapter runs chapters."""
+    if "book_build_site" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("book_build_site", BOOK / "build_site.py")
+        sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[spec.name])
+    return sys.modules["book_build_site"]
+
+
+def needs_book_extra():
+    for module in ("nbformat", "nbclient", "ipykernel", "matplotlib_inline"):
+        pytest.importorskip(module, reason=f"running the book needs {module}: pip install -e \".[book]\"")
+
+
+def captions(cells) -> list[tuple[int, int, int]]:
+    """(cell index, N, k) of every markdown cell that starts with **Figure N.k**."""
+    found = []
+    for i, cell in enumerate(cells):
+        m = CAPTION.match("".join(cell["source"])) if cell["cell_type"] == "markdown" else None
+        if m:
+            found.append((i, int(m[1]), int(m[2])))
+    return found
+
+
+def stored_captions() -> set[tuple[int, int]]:
+    """(N, k) of every caption in the stored chapters: what a chapter may name of another one."""
+    return {(n, k) for p in CHAPTERS for _, n, k in captions(json.loads(p.read_text())["cells"])}
+
+
+def shows_an_image(cell) -> bool:
+    return cell["cell_type"] == "code" and any(
+        kind in output.get("data", {}) for output in cell.get("outputs", []) for kind in IMAGE_TYPES)
+
+
+def figure_problems(cells, chapter: int) -> list[str]:
+    """What an executed chapter's cells break of the figure convention (empty when nothing)."""
+    found = captions(cells)
+    problems = [] if found else ["no **Figure N.k** caption at all"]
+    for k, (i, n, k_found) in enumerate(found, start=1):
+        if (n, k_found) != (chapter, k):
+            problems.append(f"cell {i}: caption Figure {n}.{k_found}, expected Figure {chapter}.{k}")
+        if i == 0 or not shows_an_image(cells[i - 1]):
+            problems.append(f"cell {i}: the code cell before Figure {n}.{k_found} output no image")
+    named = {(int(n), int(k)) for c in cells if c["cell_type"] == "markdown"
+             for n, k in MENTION.findall("".join(c["source"]))}
+    here = {(n, k) for _, n, k in found}
+    elsewhere = stored_captions()
+    for n, k in sorted(named):
+        if (n, k) not in (here if n == chapter else elsewhere):
+            problems.append(f"the text names Figure {n}.{k}, which has no caption")
+    return problems
 
 
 def test_the_book_has_chapters_in_order():
@@ -33,19 +100,53 @@ def test_chapter_is_stored_without_outputs(path):
     assert not stored, f"{path.name}: cells {stored} carry stored outputs; clear them before committing"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_runs_in_fast_mode(path, monkeypatch):
-    for module in ("nbformat", "nbclient", "ipykernel"):
-        pytest.importorskip(module, reason=f"running the book needs {module}: pip install -e \".[book]\"")
-    import nbclient
-    import nbformat
+@pytest.fixture(scope="module", params=CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def fast_run(request):
+    """(path, executed notebook or None, the error that stopped it or None), once per chapter."""
+    needs_book_extra()
+    try:
+        return request.param, load_site_builder().execute_chapter(request.param, fast=True), None
+    except Exception as error:  # nbclient's CellExecutionError and kin: reported by the test below
+        return request.param, None, error
 
-    monkeypatch.setenv("DDETR_EDU_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": str(BOOK)}})
-    client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+
+def test_chapter_runs_in_fast_mode(fast_run):
+    path, _, error = fast_run
+    assert error is None, f"{path.name} fails in fast mode: {error}"
+
+
+def test_chapter_shows_the_figures_its_text_names(fast_run):
+    path, nb, error = fast_run
+    if error is not None:
+        pytest.fail(f"{path.name} did not run in fast mode (see test_chapter_runs_in_fast_mode)")
+    problems = figure_problems(nb.cells, int(path.name[:2]))
+    assert not problems, f"{path.name} (fast mode): " + "; ".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FULL_MODE_CHAPTERS)
+def test_chapter_runs_in_full_mode_with_its_figures(name):
+    needs_book_extra()
+    path = BOOK / name
+    nb = load_site_builder().execute_chapter(path, fast=False)
+    problems = figure_problems(nb.cells, int(path.name[:2]))
+    assert not problems, f"{path.name} (full mode): " + "; ".join(problems)
+
+
+def test_figure_check_names_each_breach_of_the_convention():
+    def md(text):
+        return {"cell_type": "markdown", "source": text}
+
+    def code(*kinds):
+        return {"cell_type": "code", "source": "", "outputs": [{"output_type": "display_data",
+                                                             "data": {k: "" for k in kinds}}]}
+    good = [md("# 4."), code("image/png", "text/plain"), md("**Figure 4.1** A map, see Figure 4.2."),
+            code("image/gif"), md("**Figure 4.2** A film.")]
+    assert figure_problems(good, 4) == []
+    assert figure_problems(good, 5)[0].startswith("cell 2: caption Figure 4.1, expected Figure 5.1")
+    no_image = good[:3] + [code("text/plain")] + good[4:]
+    assert figure_problems(no_image, 4) == ["cell 4: the code cell before Figure 4.2 output no image"]
+    skipped = good[:4] + [md("**Figure 4.3** A film.")]
+    assert figure_problems(skipped, 4) == ["cell 4: caption Figure 4.3, expected Figure 4.2",
+                                           "the text names Figure 4.2, which has no caption"]
+    assert figure_problems([md("# 4."), code("image/png")], 4) == ["no **Figure N.k** caption at all"]

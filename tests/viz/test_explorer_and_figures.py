@@ -38,7 +38,7 @@ def _sampling_offsets(axes):
 
 def test_explorer_controls_redraw_and_a_click_selects_the_nearest_detection(attention):
     pytest.importorskip("ipywidgets", reason="the explorer needs ipywidgets (the book extra)")
-    explorer = SamplingExplorer(PICTURE, attention, top_k=4)
+    explorer = SamplingExplorer(PICTURE, attention, top_k=4, score_threshold=0.0)  # an untrained model
     assert len(explorer.queries) == 4 and explorer.selection["query"] == explorer.queries[0]
     middle = explorer.figure.axes[1]
     before = _sampling_offsets(middle)
@@ -68,7 +68,9 @@ def test_explorer_controls_redraw_and_a_click_selects_the_nearest_detection(atte
 
 
 def test_figures_for_image_and_option_errors(attention):
-    figures = figures_for_image(PICTURE, attention, VisualizeOptions(top_k=3, head=0, layer=0))
+    # an untrained detector scores ~0.1: threshold 0 and no de-duplication show three of its queries
+    every = dict(score_threshold=0.0, duplicate_iou=1.0)
+    figures = figures_for_image(PICTURE, attention, VisualizeOptions(top_k=3, head=0, layer=0, **every))
     assert set(figures) == {"decoder", "encoder", "refinement", "summary"}
     decoder_panels = [ax for ax in figures["decoder"].axes if ax.get_title().startswith("query")]
     assert len(decoder_panels) == 3  # one per detection
@@ -107,10 +109,25 @@ def test_no_figure_draws_a_detection_below_the_score_threshold(attention):
     only_best = float(scores[0] + scores[1]) / 2
     figures = figures_for_image(PICTURE, attention, VisualizeOptions(score_threshold=only_best, top_k=5))
     detections = figures["summary"].axes[0]
-    assert detections.get_title() == "top 1 detections" and len(detections.patches) == 1
+    assert detections.get_title() == f"1 detection with score >= {only_best:g} (duplicates dropped)" and len(detections.patches) == 1
     best = int(attention.scores.argmax())
     assert [t.get_text() for t in detections.texts] == [f"class {int(attention.labels[best])} {float(scores[0]):.2f}"]
     assert [ax.get_title() for ax in figures["decoder"].axes if ax.get_title().startswith("query")] == [
         f"query {best}, decoder layer {attention.num_decoder_layers}/{attention.num_decoder_layers}, all heads"]
     encoder_rows = [ax.get_ylabel() for ax in figures["encoder"].axes if ax.get_ylabel().startswith("token")]
     assert len(encoder_rows) == 1  # one probe: the best detection's centre
+    assert encoder_rows[0].endswith(f"under class {int(attention.labels[best])} {float(scores[0]):.2f}")
+
+
+def test_the_explorer_lists_only_detections_above_the_default_threshold(attention):
+    """Like every figure, the explorer's default leaves background queries out (score < 0.3); with
+    none above it, it still shows the best query."""
+    pytest.importorskip("ipywidgets", reason="the explorer needs ipywidgets (the book extra)")
+    from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD
+
+    explorer = SamplingExplorer(PICTURE, attention, top_k=4)
+    above = [q for q in explorer.queries if attention.scores[q] >= DEFAULT_SCORE_THRESHOLD]
+    if attention.scores.max() >= DEFAULT_SCORE_THRESHOLD:
+        assert above == explorer.queries
+    else:
+        assert explorer.queries == [int(attention.scores.argmax())]

@@ -56,10 +56,19 @@ def _by_hand(module, seen):
 
 
 def _drawn(axes, levels):
-    """Per level: (offsets (P, 2), weights (P,)) read back from the panel's scatters."""
+    """Per level: (offsets (P, 2), relative weights (P,)) read back from the panel's scatters."""
     found = {c.get_gid(): c for c in axes.collections}
     return [(np.asarray(found[f"sampling-level-{l}"].get_offsets()), np.asarray(found[f"sampling-level-{l}"].get_array()))
             for l in levels]
+
+
+def _same_points(offsets, drawn_weights, expected, expected_w):
+    """The drawn points are the expected ones, in any order (they are drawn weakest first)."""
+    drawn = np.column_stack([offsets, drawn_weights])
+    wanted = np.column_stack([expected, expected_w])
+    drawn, wanted = drawn[np.lexsort(drawn[:, :2].T)], wanted[np.lexsort(wanted[:, :2].T)]
+    np.testing.assert_allclose(drawn[:, :2], wanted[:, :2], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(drawn[:, 2], wanted[:, 2], rtol=1e-5, atol=1e-6)
 
 
 def _panels(figure):
@@ -87,11 +96,11 @@ def test_decoder_points_drawn_are_the_models(two_stage, head):
     assert len(panels) == len(queries)
     heads = range(module.n_heads) if head is None else [head]
     for ax, q in zip(panels, queries):
+        top = weights[0, q][list(heads)].max()  # colours: weight / the query's largest weight shown
         for level, (offsets, drawn_weights) in enumerate(_drawn(ax, range(module.n_levels))):
             expected = pixels[q][list(heads), level].reshape(-1, 2).numpy()  # (M' * K, 2) in (m, k) order
-            expected_w = weights[0, q][list(heads), level].reshape(-1).numpy()
-            np.testing.assert_allclose(offsets, expected, rtol=1e-5, atol=1e-4)
-            np.testing.assert_allclose(drawn_weights, expected_w, rtol=1e-5, atol=1e-7)
+            expected_w = (weights[0, q][list(heads), level] / top).reshape(-1).numpy()
+            _same_points(offsets, drawn_weights, expected, expected_w)
         # the points are not all the same place (the test would be weak otherwise)
         assert np.ptp(offsets, axis=0).max() > 1.0
 
@@ -126,10 +135,11 @@ def test_encoder_points_drawn_are_the_models():
                                    query_level=1)
     panels = _panels(figure)
     assert len(panels) == module.n_levels  # one row (one pixel), one panel per level
+    top = weights[0, token].max()  # colours: weight / the token's largest weight (all levels)
     for level, ax in enumerate(panels):
         ((offsets, drawn_weights),) = _drawn(ax, [level])
-        np.testing.assert_allclose(offsets, pixels[token, :, level].reshape(-1, 2).numpy(), rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(drawn_weights, weights[0, token, :, level].reshape(-1).numpy(), atol=1e-7)
+        _same_points(offsets, drawn_weights, pixels[token, :, level].reshape(-1, 2).numpy(),
+                     (weights[0, token, :, level] / top).reshape(-1).numpy())
     # the + marks the token's own reference point, the centre of its cell
     ref_px = seen["reference"][0, token, 0] * torch.tensor([w, h])
     (marker,) = [c for c in panels[0].collections if c.get_gid() == "reference"]

@@ -183,6 +183,10 @@ def test_cli_on_an_official_checkpoint(tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--size", "128", "--top-k", "2"])
     assert code == 0, capsys.readouterr().err
     assert {p.name for p in (tmp_path / "out").iterdir()} == {f"photo_{kind}.png" for kind in KINDS}
+    from ddetr_edu.viz.loading import load_detector
+
+    names = load_detector(tmp_path / "official.pth").class_names  # labels are COCO category ids
+    assert (names[1], names[3], names[90]) == ("person", "car", "toothbrush")
 
 
 def _checkpoint_with_class_names(run_dir: Path, tmp_path: Path, names) -> Path:
@@ -209,13 +213,15 @@ def test_labels_use_the_class_names_stored_in_the_checkpoint(run, tmp_path):
     with pytest.raises(ValueError, match=r"class_names must be a list of strings"):
         load_detector(_checkpoint_with_class_names(run_dir, tmp_path, "circle,square"))
     prepared = prepare_visualization(_checkpoint_with_class_names(run_dir, tmp_path, names), [image],
-                                     VisualizeOptions(top_k=2))
+                                     VisualizeOptions(top_k=2, score_threshold=0.0))  # a 2-step model scores low
     _, picture, tensor = prepared.images[0]
     attention = compute_attention(prepared.detector.model, tensor[None])[0]
     figures = figures_for_image(picture, attention, prepared.options, prepared.detector.class_names)
     label = f"{names[int(attention.labels[attention.top_queries(1)[0]])]} "
-    texts = [t.get_text() for ax in figures["decoder"].axes for t in ax.texts]
-    assert any(text.startswith(label) for text in texts) and not any(t.startswith("class ") for t in texts)
+    for kind, figure in figures.items():  # every figure names the detections by the checkpoint's names
+        texts = [t.get_text() for ax in figure.axes for t in ax.texts] + [ax.get_ylabel() for ax in figure.axes]
+        assert any(label in text for text in texts), kind
+        assert not any("class " in text for text in texts), kind
 
 
 def test_cli_says_when_and_how_it_resizes_a_photo(run, tmp_path, capsys):
@@ -300,3 +306,73 @@ def test_cli_out_naming_a_file_is_one_line_before_the_model_runs(run, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a file" in err, err
     assert existing.read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------ the reference model
+def _fake_reference(run_dir: Path, folder: Path, monkeypatch, names=None) -> list[str]:
+    """Point ``ddetr_edu.checkpoints.reference`` at weights + card made from the run's checkpoint."""
+    import json
+
+    from ddetr_edu.checkpoints import reference
+
+    checkpoint = torch.load(run_dir / "checkpoint_last.pth", map_location="cpu", weights_only=False)
+    names = names or [f"reference-shape-{i}" for i in range(checkpoint["model_config"]["num_classes"])]
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint["model"], folder / "weights.pt")
+    card = {"model_config": checkpoint["model_config"], "train_config": checkpoint["train_config"],
+            "class_names": names}
+    (folder / "card.json").write_text(json.dumps(card, default=list), encoding="utf-8")
+    monkeypatch.setattr(reference, "REFERENCE_DIR", folder)
+    monkeypatch.setattr(reference, "WEIGHTS_FILE", folder / "weights.pt")
+    monkeypatch.setattr(reference, "CARD_FILE", folder / "card.json")
+    return names
+
+
+def test_cli_without_checkpoint_uses_the_reference_model(run, tmp_path, monkeypatch, capsys):
+    from ddetr_edu.viz.pipeline import prepare_visualization
+
+    run_dir, data_dir, _ = run
+    names = _fake_reference(run_dir, tmp_path / "reference", monkeypatch)
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    prepared = prepare_visualization(None, [image])
+    assert prepared.detector.class_names == names
+    reference_state = torch.load(tmp_path / "reference" / "weights.pt", weights_only=True)
+    assert all(torch.equal(value, reference_state[key]) for key, value in prepared.detector.model.state_dict().items())
+    code = main(["visualize", "--image", str(image), "--out", str(tmp_path / "out"), "--top-k", "2"])
+    assert code == 0, capsys.readouterr().err
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {f"{image.stem}_{kind}.png" for kind in KINDS}
+
+
+def test_cli_without_checkpoint_or_reference_is_one_line(run, tmp_path, monkeypatch, capsys):
+    from ddetr_edu.checkpoints import reference
+
+    _, data_dir, _ = run
+    monkeypatch.setattr(reference, "WEIGHTS_FILE", tmp_path / "none.pt")
+    monkeypatch.setattr(reference, "CARD_FILE", tmp_path / "none.json")
+    image = sorted((data_dir / "images" / "val").glob("*.png"))[0]
+    code = main(["visualize", "--image", str(image), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reference model is not there" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_help_names_the_defaults(capsys):
+    from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD
+
+    with pytest.raises(SystemExit):
+        main(["visualize", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the reference model shipped in the package" in help_text
+    assert f"minimum detection score (default {DEFAULT_SCORE_THRESHOLD:g})" in help_text
+
+
+def test_the_evolution_frames_use_the_recorded_class_names(run):
+    _, _, recorder = run
+    history = load_sampling_history(recorder.path)
+    assert history["class_names"] == ["circle", "square", "triangle", "star", "cross"]
+    frame = plot_evolution_frames(history)[-1]
+    texts = [t.get_text() for ax in frame.axes for t in ax.texts]
+    assert texts and all(t.split()[0] in history["class_names"] for t in texts), texts
+    renamed = plot_evolution_frames(history, class_names=["a", "b", "c", "d", "e"])[-1]
+    assert all(t.get_text().split()[0] in "abcde" for ax in renamed.axes for t in ax.texts)

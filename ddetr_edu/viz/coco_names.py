@@ -1,0 +1,34 @@
+"""COCO's 80 category names, keyed by COCO category id (1..90; ten of those ids are unused).
+
+Official Deformable DETR checkpoints predict 91 logits whose index *is* the COCO category id
+(index 0 and the unused ids are never a ground-truth label). Their files carry no names, so the
+visualizer labels their detections from this table. The ids and names are those of the COCO 2017
+annotation files (instances_train2017.json / instances_val2017.json).
+"""
+from __future__ import annotations
+
+COCO_CATEGORY_NAMES: dict[int, str] = {
+    1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus", 7: "train",
+    8: "truck", 9: "boat", 10: "traffic light", 11: "fire hydrant", 13: "stop sign",
+    14: "parking meter", 15: "bench", 16: "bird", 17: "cat", 18: "dog", 19: "horse", 20: "sheep",
+    21: "cow", 22: "elephant", 23: "bear", 24: "zebra", 25: "giraffe", 27: "backpack",
+    28: "umbrella", 31: "handbag", 32: "tie", 33: "suitcase", 34: "frisbee", 35: "skis",
+    36: "snowboard", 37: "sports ball", 38: "kite", 39: "baseball bat", 40: "baseball glove",
+    41: "skateboard", 42: "surfboard", 43: "tennis racket", 44: "bottle", 46: "wine glass",
+    47: "cup", 48: "fork", 49: "knife", 50: "spoon", 51: "bowl", 52: "banana", 53: "apple",
+    54: "sandwich", 55: "orange", 56: "broccoli", 57: "carrot", 58: "hot dog", 59: "pizza",
+    60: "donut", 61: "cake", 62: "chair", 63: "couch", 64: "potted plant", 65: "bed",
+    67: "dining table", 70: "toilet", 72: "tv", 73: "laptop", 74: "mouse", 75: "remote",
+    76: "keyboard", 77: "cell phone", 78: "microwave", 79: "oven", 80: "toaster", 81: "sink",
+    82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear",
+    89: "hair drier", 90: "toothbrush",
+}
+
+
+def coco_label_names(num_classes: int) -> list[str]:
+    """Names of the labels 0..num_classes-1 of a model whose label is the COCO category id; an id
+    COCO does not use is named "unused id <i>" (a trained model rarely predicts one)."""
+    return [COCO_CATEGORY_NAMES.get(i, f"unused id {i}") for i in range(num_classes)]
+
+
+__all__ = ["COCO_CATEGORY_NAMES", "coco_label_names"]
