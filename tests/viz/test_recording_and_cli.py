@@ -320,7 +320,7 @@ def _fake_reference(run_dir: Path, folder: Path, monkeypatch, names=None) -> lis
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint["model"], folder / "weights.pt")
     card = {"model_config": checkpoint["model_config"], "train_config": checkpoint["train_config"],
-            "class_names": names}
+            "class_names": names, "metrics": {"AP": 0.5}}
     (folder / "card.json").write_text(json.dumps(card, default=list), encoding="utf-8")
     monkeypatch.setattr(reference, "REFERENCE_DIR", folder)
     monkeypatch.setattr(reference, "WEIGHTS_FILE", folder / "weights.pt")
@@ -339,7 +339,9 @@ def test_cli_without_checkpoint_uses_the_reference_model(run, tmp_path, monkeypa
     reference_state = torch.load(tmp_path / "reference" / "weights.pt", weights_only=True)
     assert all(torch.equal(value, reference_state[key]) for key, value in prepared.detector.model.state_dict().items())
     code = main(["visualize", "--image", str(image), "--out", str(tmp_path / "out"), "--top-k", "2"])
-    assert code == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "no --checkpoint: the shipped reference model (shapes, validation AP 0.500" in out, out
     assert {p.name for p in (tmp_path / "out").iterdir()} == {f"{image.stem}_{kind}.png" for kind in KINDS}
 
 
