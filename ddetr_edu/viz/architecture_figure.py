@@ -19,6 +19,10 @@ COLOURS = {"input": "#e8e8e8", "backbone": "#cfe2f3", "projection": "#d9ead3", "
            "encoder": "#f4cccc", "decoder": "#d9d2e9", "heads": "#fce5cd"}
 
 
+def _layers(count: int) -> str:
+    return f"{count} layer{'s' if count > 1 else ''}"
+
+
 def _shape(shapes: ArchitectureShapes, name: str) -> str:
     """'name (1, 256, 25, 38)' for a recorded tensor."""
     return f"{name} {shapes[name]}"
@@ -82,7 +86,7 @@ def _draw_transformer(ax: Axes, shapes: ArchitectureShapes, top: float) -> None:
     deformable = "enc_locations" in shapes
     sampled = [_shape(shapes, "enc_value"), _shape(shapes, "enc_locations"), _shape(shapes, "enc_weights")] \
         if deformable else ["dense attention over all S tokens"]
-    _box(ax, 66, top - 24, 34, 24, f"encoder  x {t.enc_layers} layers", [
+    _box(ax, 66, top - 24, 34, 24, f"encoder  x {_layers(t.enc_layers)}", [
         "in:  " + _shape(shapes, "tokens"), _shape(shapes, "enc_reference"),
         "MSDeformAttn (self), layer 0:" if deformable else "attention:", *sampled, "+ FFN, post-norm",
         "out: " + _shape(shapes, "memory")], "encoder")
@@ -95,7 +99,7 @@ def _draw_transformer(ax: Axes, shapes: ArchitectureShapes, top: float) -> None:
            *([_shape(shapes, "dec_locations"), _shape(shapes, "dec_weights")] if deformable else []),
            "+ FFN", "out: " + _shape(shapes, "dec0_out")]
     refine = "box refined each layer" if cfg.with_box_refine else "heads shared"
-    _box(ax, 30, top - 38, 32, 20, f"decoder  x {t.dec_layers} layers  ({refine})", dec, "decoder")
+    _box(ax, 30, top - 38, 32, 20, f"decoder  x {_layers(t.dec_layers)}  ({refine})", dec, "decoder")
     _arrow(ax, (46, top - 14.4), (46, top - 17.6))
     _arrow(ax, (65.7, top - 21), (62.3, top - 21), "memory")
     if cfg.two_stage:

@@ -26,7 +26,7 @@ CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 # measured one at a time on 2 CPU cores under a load average of 9-12: 02 23 s, 07 36 s, 09 38 s,
 # 11 39 s (05: 46 s, left out).
 FULL_MODE_CHAPTERS = ["02_bilinear_sampling.ipynb", "07_matching_losses.ipynb", "09_kernel.ipynb",
-                      "11_paper_in_miniature.ipynb"]
+                      "10_what_the_model_looks_at.ipynb", "11_paper_in_miniature.ipynb"]
 CAPTION = re.compile(r"\*\*Figure (\d+)\.(\d+)\*\*")
 MENTION = re.compile(r"Figure (\d+)\.(\d+)")
 IMAGE_TYPES = ("image/png", "image/gif", "image/svg+xml", "image/jpeg")
@@ -91,6 +91,15 @@ def test_the_book_has_chapters_in_order():
     assert numbers == sorted(set(numbers)), f"chapter numbers repeat or skip order: {numbers}"
     assert CHAPTERS[-1].name.endswith("full_training.ipynb") or not any(
         p.name.endswith("full_training.ipynb") for p in CHAPTERS), "full training must be the last chapter"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_opens_with_its_numbered_title(path):
+    """The first line is ``# Chapter N: title`` with N the file's number (the site's index and
+    every page show it)."""
+    first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+    heading = "".join(first["source"]).splitlines()[0]
+    assert re.fullmatch(rf"# Chapter {int(path.name[:2])}: \S.*", heading), f"{path.name}: {heading!r}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
