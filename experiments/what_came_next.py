@@ -1,16 +1,16 @@
-"""DINO's look-forward-twice against the plain model, in miniature on the shapes dataset.
+"""DINO's look-forward-twice and mixed query selection against the plain model, in miniature.
 
-    python -m experiments.what_came_next                 # the committed run (seeds 0 and 1), 7.5 min on one quiet core
+    python -m experiments.what_came_next                 # the committed run (seeds 0 and 1), about 11 min on one quiet core
     python -m experiments.what_came_next --fast --out /tmp/wcn   # a few steps per run (< 1 min)
 
-Both arms are the paper-claims runner's "++ two-stage" model (``claims_setup``:
-``deformable_multi_twostage``, iterative box refinement + two-stage), one of them with
-``look_forward_twice=True`` (``ddetr_edu/models/decoder.py``). Same data, same seeds (so the same
-initial weights and batches: the option adds no parameter), same recipe and steps, one thread,
+Every arm is the paper-claims runner's "++ two-stage" model (``claims_setup``:
+``deformable_multi_twostage``, iterative box refinement + two-stage), plain, with
+``look_forward_twice=True`` (``ddetr_edu/models/decoder.py``) or with ``mixed_query_selection=True``
+(``ddetr_edu/models/transformer.py``). Same data, same seeds (for look-forward-twice also the same
+initial weights and batches: that option adds no parameter), same recipe and steps, one thread,
 one run after the other (``claims_training.train_run``), seed by seed; the results are
 rewritten after every run, so a run cut short keeps the finished ones. The run is smaller than
-the runner's (``SHAPES``, ``EPOCHS`` below): both arms of both seeds took 7.5 minutes on one core
-of a quiet machine (16 minutes for one seed on a busy one).
+the runner's (``SHAPES``, ``EPOCHS`` below): each run takes about 2 minutes on one quiet core.
 
 Writes into ``--out`` (default ``experiments/results``): ``what_came_next.json`` (the command, the
 machine and every run's record as ``claims_training`` writes it, per-epoch AP included) and
@@ -44,6 +44,9 @@ BASE_RUN = "deformable_multi_twostage"  # the runner's "++ two-stage" model
 ARMS = {  # run name -> (label, fields changed on the base model)
     "twostage_plain": ("refinement + two-stage (plain)", {}),
     "twostage_look_forward_twice": ("+ look-forward-twice (DINO)", {"look_forward_twice": True}),
+    # not the same initial weights: the proposals' projection gives C numbers, not 2C, and the
+    # content queries are a learned (Q, C) table
+    "twostage_mixed_query_selection": ("+ mixed query selection (DINO)", {"mixed_query_selection": True}),
 }
 # Smaller than the runner's 2000 images x 10 epochs: 800 images of the same kind (160 px,
 # objects 10..120 px) x 5 epochs = 1000 steps of batch 4 per run. Measured 2026-11-28 beside
@@ -93,7 +96,7 @@ def write_results(out: Path, records: list[dict[str, Any]], argv: list[str], sec
     json_path, md_path = out / "what_came_next.json", out / "what_came_next.md"
     json_path.write_text(json.dumps({**about, "runs": records}, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(
-        "# What came next, in miniature: DINO's look-forward-twice\n\n"
+        "# What came next, in miniature: DINO's look-forward-twice and mixed query selection\n\n"
         f"`{about['command']}` on {about['date']} ({about['machine']}, one thread, {about['minutes']} min).\n"
         f"Data: `{about['shapes_config']}`.\n\n" + table(records) +
         "\nCells: mean ± half-range over the seeds; AP of the last epoch (0..1), on the validation "

@@ -15,6 +15,7 @@ def test_the_arms_differ_from_the_runners_two_stage_model_in_the_option_only():
     for name in ARMS:
         cfg = arm_config(name)
         assert cfg.look_forward_twice == (name == "twostage_look_forward_twice")
+        assert cfg.mixed_query_selection == (name == "twostage_mixed_query_selection")
         assert cfg.transformer == base.transformer and cfg.backbone == base.backbone
     with pytest.raises(ValueError, match="arm name"):
         arm_config("no_such_arm")
