@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from ddetr_edu.training.logbook import read_log
 
@@ -98,6 +99,7 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], term: str = "loss", ap_key:
                 title=f"COCO {ap_key} on each run's validation set")
     for axes in (loss_axes, ap_axes):
         axes.grid(alpha=0.3, which="both")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # labels at powers of ten only: no overlaps
         axes.legend()
     return figure
 
