@@ -419,8 +419,9 @@ def _run_visualize(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         from ddetr_edu.checkpoints.reference import reference_card
 
+        card = reference_card()
         print(f"no --checkpoint: the shipped reference model (shapes, validation AP "
-              f"{reference_card()['metrics']['AP']:.3f}; classes {', '.join(reference_card()['class_names'])})")
+              f"{card['metrics']['AP']:.3f}; classes {', '.join(card['class_names'])})")
     why = f"--size {args.size}" if args.size else "the checkpoint's evaluation scale; --size to change"
     for path, picture, tensor in prepared.images:  # say when the model sees another size than the photo's
         (width, height), (new_height, new_width) = picture.size, tensor.shape[-2:]

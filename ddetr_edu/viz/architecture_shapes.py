@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.detector import DeformableDETR
+from ddetr_edu.models.resnet import RESNET_SPECS
 from ddetr_edu.ops import MSDeformAttn
 
 
@@ -197,10 +198,6 @@ def record_shapes(model: DeformableDETR, images: Tensor, masks: Tensor | None = 
     return ArchitectureShapes(model.cfg, records)
 
 
-# channels of C3, C4, C5 (from the network definitions: basic blocks keep 64 * 2^i channels,
-# bottlenecks expand them 4 times)
-_RESNET_C3_C5 = {"resnet18": (128, 256, 512), "resnet34": (128, 256, 512),
-                 "resnet50": (512, 1024, 2048), "resnet101": (512, 1024, 2048)}
 
 
 def level_sizes(cfg: ModelConfig, height: int, width: int) -> list[tuple[int, int]]:
@@ -221,7 +218,10 @@ def backbone_channels(cfg: ModelConfig) -> tuple[int, ...]:
     if cfg.backbone.arch == "small_cnn":
         channels = tuple(cfg.backbone.small_cnn_channels[1:])
     else:
-        channels = _RESNET_C3_C5[cfg.backbone.arch]
+        # C3..C5 from the block type (resnet.RESNET_SPECS): basic blocks keep 128, 256, 512
+        # channels, bottlenecks expand them 4 times
+        expansion = 4 if RESNET_SPECS[cfg.backbone.arch][1] == "bottleneck" else 1
+        channels = tuple(planes * expansion for planes in (128, 256, 512))
     return channels[-cfg.num_backbone_levels:]
 
 

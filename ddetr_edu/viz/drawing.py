@@ -26,8 +26,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
-import torch
 from PIL import Image
+import torch
 from torch import Tensor
 
 LEVEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # level l uses LEVEL_MARKERS[l % 8]

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from matplotlib.animation import FuncAnimation, PillowWriter
-from collections.abc import Sequence
-
 from matplotlib.figure import Figure
 
 from ddetr_edu.viz.attention import ImageAttention
