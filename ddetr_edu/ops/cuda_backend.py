@@ -19,9 +19,8 @@ The op is registered with ``torch.library`` for CUDA tensors, with a fake implem
 ``ddetr_edu::ms_deform_attn_backward``. It takes the level geometry as Python ints, the sizes
 flattened (H_0, W_0, H_1, W_1, ...) and the starts (start_0, start_1, ...): the binding hands them
 to the kernel by value, so a call neither reads anything back from the GPU nor copies anything to
-it first. The op has no CPU implementation in the library; the tests register the kernel's code
-built for the CPU (``kernels/kernel_on_cpu.py``) to check the registration, autograd and compile
-paths on machines without a GPU.
+it first. Its CPU implementation, the same arithmetic compiled for the CPU, is registered by
+``cpu_backend.py``; the autograd formula and the fake implementation here serve both devices.
 
 Importing this module is cheap and never builds anything.
 Dtypes: value float64 / float32 / float16 / bfloat16; locations and weights are float32 (float64 for

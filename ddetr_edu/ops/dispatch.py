@@ -6,6 +6,7 @@ import warnings
 import torch
 from torch import Tensor
 
+from . import cpu_backend  # registers the op's CPU implementation (builds nothing on import)
 from .checks import check_core_inputs
 from .cuda_backend import kernel_status, kernel_usable, run_kernel_op
 from .levels import Levels, SpatialShapes, StartIndex, as_levels
@@ -14,7 +15,7 @@ from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
 from .precision import autocast_off
 
-BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda")
+BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda", "cpu")
 
 
 @torch.compiler.assume_constant_result
@@ -28,6 +29,17 @@ def _auto_uses_kernel() -> bool:
     return usable
 
 
+@torch.compiler.assume_constant_result
+def _auto_uses_cpu_kernel() -> bool:
+    """"auto" on CPU tensors: True when the CPU build of the kernel runs (building it on first
+    use); else warns (once) why not. A constant to torch.compile."""
+    usable, reason = cpu_backend.kernel_status()
+    if not usable and reason != "disabled by DDETR_EDU_CPU_KERNEL=0":
+        warnings.warn(f"ddetr_edu: CPU kernel not used, falling back to the grid_sample backend: {reason}",
+                      RuntimeWarning, stacklevel=2)
+    return usable
+
+
 def check_backend(backend: str) -> None:
     """ValueError unless ``backend`` is one of :data:`BACKENDS`."""
     if backend not in BACKENDS:
@@ -37,11 +49,17 @@ def check_backend(backend: str) -> None:
 def resolve_backend(backend: str, value: Tensor) -> str:
     """Turn "auto" into a concrete backend for tensors like ``value``.
 
-    "auto" uses the kernel for CUDA tensors when it is built; otherwise grid_sample, the fastest
-    of the others on a GPU and on the CPU (with one warning saying why when the tensors are on a
-    GPU). "cuda" raises if the kernel cannot be used.
+    "auto" uses the kernel for CUDA tensors, and its CPU build for CPU tensors, when it is built
+    (or builds on first use); otherwise grid_sample, the fastest of the others (with one warning
+    saying why). "cuda" and "cpu" raise if that build cannot be used.
     """
     check_backend(backend)
+    if backend == "cpu":
+        if not cpu_backend.kernel_usable():
+            raise RuntimeError(f"backend='cpu' is not available: {cpu_backend.kernel_status()[1]}")
+        if value.device.type != "cpu":
+            raise RuntimeError(f"backend='cpu' needs CPU tensors, got tensors on {value.device}")
+        return "cpu"
     if backend == "cuda":
         if not kernel_usable():
             raise RuntimeError(f"backend='cuda' is not available: {kernel_status()[1]}")
@@ -50,6 +68,8 @@ def resolve_backend(backend: str, value: Tensor) -> str:
         return "cuda"
     if backend != "auto":
         return backend
+    if value.device.type == "cpu":
+        return "cpu" if _auto_uses_cpu_kernel() else "grid_sample"
     if not value.is_cuda:
         return "grid_sample"
     return "cuda" if _auto_uses_kernel() else "grid_sample"
@@ -72,9 +92,11 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Levels | SpatialShapes, sampli
         sampling_locations: (N, Lq, M, L, K, 2) normalised (x, y), pixel-centre convention of
             ``grid_sample(align_corners=False)``; points outside the map read zeros.
         attention_weights: (N, Lq, M, L, K), usually softmaxed over (L, K) per head.
-        backend: "auto" (the kernel on a GPU when it is built, else grid_sample), "einops"
-            (the readable one), "loop" (slow oracle), "grid_sample" (the original reference
-            formulation) or "cuda".
+        backend: "auto" (the kernel when it is built for the tensors' device, else
+            grid_sample), "einops" (the readable one), "loop" (slow oracle), "grid_sample"
+            (the original reference formulation), "cuda" (the kernel, CUDA tensors) or "cpu"
+            (the same kernel arithmetic compiled for the CPU, CPU tensors; built with the
+            machine's C++ compiler on first use, a few seconds, cached: ``cpu_backend.py``).
         level_start_index: (L,) first token of each level (tensor or ints), checked against
             ``spatial_shapes``; None computes it.
 
@@ -109,4 +131,4 @@ def ms_deform_attn_on_levels(value: Tensor, levels: Levels, sampling_locations: 
             return ms_deform_attn_loop(value, levels, sampling_locations, attention_weights)
         if chosen == "grid_sample":
             return ms_deform_attn_grid_sample(value, levels, sampling_locations, attention_weights)
-        return run_kernel_op(value, levels, sampling_locations, attention_weights)
+        return run_kernel_op(value, levels, sampling_locations, attention_weights)  # "cuda" or "cpu"

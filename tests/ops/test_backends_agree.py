@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from ddetr_edu.ops import ms_deform_attn
+from ddetr_edu.ops import cpu_backend, cpu_kernel_status, ms_deform_attn
 
 
 def forward_backward(inputs, backend, upstream):
@@ -76,12 +76,22 @@ def test_half_precision_inputs_work(core_inputs, dtype):
     assert float((out.float() - full).abs().max()) <= 16 * unit * float(full.abs().max())
 
 
-def test_auto_picks_grid_sample_on_cpu_without_warning(core_inputs):
+def test_auto_on_cpu_is_the_cpu_kernel_when_it_builds_without_warning(core_inputs):
     inputs = core_inputs(seed=6)
+    usable, _ = cpu_kernel_status()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         auto = ms_deform_attn(*inputs.args(), backend="auto")
         default = ms_deform_attn(*inputs.args())
-    grid_sample = ms_deform_attn(*inputs.args(), backend="grid_sample")
-    assert torch.equal(auto, grid_sample) and torch.equal(default, grid_sample)
+    chosen = ms_deform_attn(*inputs.args(), backend="cpu" if usable else "grid_sample")
+    assert torch.equal(auto, chosen) and torch.equal(default, chosen)
 
+
+def test_auto_on_cpu_without_the_cpu_kernel_is_grid_sample_with_one_warning(core_inputs, monkeypatch):
+    inputs = core_inputs(seed=6)
+    monkeypatch.setattr(cpu_backend, "kernel_status", lambda: (False, "no C++ compiler found (install g++ or set CXX)"))
+    with pytest.warns(RuntimeWarning, match="falling back to the grid_sample backend: no C\\+\\+ compiler"):
+        auto = ms_deform_attn(*inputs.args(), backend="auto")
+    assert torch.equal(auto, ms_deform_attn(*inputs.args(), backend="grid_sample"))
+    with pytest.raises(RuntimeError, match="backend='cpu' is not available: no C"):
+        ms_deform_attn(*inputs.args(), backend="cpu")

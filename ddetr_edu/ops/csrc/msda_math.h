@@ -1,9 +1,9 @@
 // The arithmetic of multi-scale deformable attention, shared by the GPU kernel and its CPU build.
 //
 // Everything here is a `MSDA_HD` function: `__host__ __device__` under nvcc, plain `inline` under
-// g++. The CUDA kernels (msda_kernel.cuh) and the CPU build (kernels/msda_cpu.cpp) both call the
-// per-thread bodies `forward_thread` and `backward_thread` below, so the loops that the tests run
-// on the CPU are the loops that run on the GPU; only the thread scheduling, the atomics and the
+// g++. The CUDA kernels (msda_kernel.cuh) and the CPU backend (msda_cpu.cpp) both call the
+// per-thread bodies `forward_thread` and `backward_thread` below, so the loops that run on the
+// CPU are the loops that run on the GPU; only the thread scheduling, the atomics and the
 // reduction across the threads of a head differ (they are passed in as small functors).
 //
 // No torch and no CUDA header is included: this file compiles with any C++17 compiler.
@@ -63,18 +63,29 @@ struct alignas(sizeof(T) * G) Pack {
 
 // Load / store G channels as one vector. The primary template covers float and double; the CUDA
 // header specialises 2-byte types, which it moves as 32-bit words (two channels per word).
+// On the GPU a pack is one aligned vector instruction (the launcher checks the alignment); on the
+// CPU it is a plain loop over the G channels, which the compiler turns into unaligned vector loads
+// (the CPU build uses groups of up to 32 channels, wider than any alignment torch guarantees).
 template <typename T, typename A, int G>
 struct PackIO {
   MSDA_HD static void load(const T* src, A dst[G]) {
+#if defined(__CUDACC__)
     const Pack<T, G> pack = *reinterpret_cast<const Pack<T, G>*>(src);
     MSDA_UNROLL
     for (int g = 0; g < G; ++g) dst[g] = ScalarIO<T, A>::load(pack.v[g]);
+#else
+    for (int g = 0; g < G; ++g) dst[g] = ScalarIO<T, A>::load(src[g]);
+#endif
   }
   MSDA_HD static void store(T* dst, const A src[G]) {
+#if defined(__CUDACC__)
     Pack<T, G> pack;
     MSDA_UNROLL
     for (int g = 0; g < G; ++g) pack.v[g] = ScalarIO<T, A>::store(src[g]);
     *reinterpret_cast<Pack<T, G>*>(dst) = pack;
+#else
+    for (int g = 0; g < G; ++g) dst[g] = ScalarIO<T, A>::store(src[g]);
+#endif
   }
 };
 
