@@ -3,14 +3,17 @@
 One run prints, for an encoder-sized and a decoder-sized problem, the median time and the peak
 extra memory of forward and forward+backward, and the ratio of each backend to the grid_sample
 formulation (the original reference: one grid_sample per level). Ratios are what to read: the
-machine is noisy, and every backend is timed in the same run, interleaved.
+machine is noisy, and every backend is timed in the same run, interleaved. "cpu" is the kernel's
+arithmetic compiled for the CPU (built on first use, before any timing); "auto" picks it on CPU
+tensors when it builds.
 
-    python benchmarks/msda.py [--repeats 7] [--threads 2]
+    python benchmarks/msda.py [--repeats 7] [--threads 2] [--backends cpu,grid_sample,einops]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_memory import PeakMemory, available, fix_mmap_threshold  # noqa: E402
 
-from ddetr_edu.ops import ms_deform_attn  # noqa: E402
+from ddetr_edu.ops import cpu_kernel_status, ms_deform_attn  # noqa: E402
 
 LEVELS = [(64, 64), (32, 32), (16, 16), (8, 8)]  # S = 5,440
 
@@ -76,7 +79,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backends", default="einops,grid_sample")
+    parser.add_argument("--backends", default="cpu,grid_sample,einops")
     parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # internal: one memory measurement
     args = parser.parse_args(argv)
     if not available():
@@ -91,9 +94,13 @@ def main(argv=None):
         print(peak.mib)
         return
     backends = args.backends.split(",")
+    if "cpu" in backends and not cpu_kernel_status()[0]:  # builds it now, outside the timings
+        print(f"skipping backend cpu: {cpu_kernel_status()[1]}")
+        backends.remove("cpu")
     baseline = "grid_sample"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, N=2 M=8 D=32 K=4, "
-          f"levels {LEVELS}; median of {args.repeats}; peak = extra resident memory of one call, in a fresh process")
+          f"levels {LEVELS}; median of {args.repeats}; peak = extra resident memory of one call, in a fresh process; "
+          f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"| size | pass | backend | time ms | peak MiB | time / {baseline} | peak / {baseline} |")
     print("|---|---|---|---|---|---|---|")
     for label, n_queries in (("encoder Lq=5440", None), ("decoder Lq=300", 300)):
@@ -104,6 +111,7 @@ def main(argv=None):
                 peak_ratio = f"{peaks[b] / peaks[baseline]:.2f}" if peaks[baseline] >= 1 else "n/a (< 1 MiB)"
                 print(f"| {label} | {'fwd+bwd' if backward else 'fwd'} | {b} | {times[b] * 1e3:.1f} | "
                       f"{peaks[b]:.1f} | {times[b] / times[baseline]:.2f} | {peak_ratio} |", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

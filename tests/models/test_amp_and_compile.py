@@ -99,6 +99,14 @@ def test_inference_forward_with_the_kernel_op_compiles(monkeypatch):
     assert calls and set(calls) == {"cuda"}
 
 
+@pytest.mark.skipif(not kernel_on_cpu.kernel_on_cpu_status()[0], reason="CPU build of the kernel unavailable")
+def test_inference_forward_with_the_cpu_kernel_compiles():
+    """backend="cpu" (what "auto" picks on the CPU when it builds): the op's CPU implementation,
+    reached through the dispatcher, under torch.compile(fullgraph=True)."""
+    torch._dynamo.reset()
+    compile_and_compare(tiny("cpu", **VARIANTS["refine_twostage"]).eval(), *batch())
+
+
 def test_training_forward_and_backward_compile():
     torch._dynamo.reset()
     images, masks = batch()

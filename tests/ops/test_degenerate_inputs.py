@@ -4,20 +4,20 @@
 * a NaN or +-inf sampling location reads zeros and gets zero gradient (location and weight),
   like a point far outside the maps; the other samples are untouched.
 
-"kernel" is the CUDA kernel's code built for the CPU (``kernels/kernel_on_cpu.py``) registered as
-the CPU implementation of the op ``ddetr_edu::ms_deform_attn``, called with its registered autograd.
+"cpu" is the CUDA kernel's arithmetic compiled for the CPU, reached through ``ms_deform_attn``;
+"kernel" is the op ``ddetr_edu::ms_deform_attn`` called directly (its CPU implementation is that
+build), with its registered autograd.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-import kernel_on_cpu  # kernels/, on the path through pyproject.toml
-from ddetr_edu.ops import MSDeformAttn, ms_deform_attn
+from ddetr_edu.ops import MSDeformAttn, cpu_kernel_status, ms_deform_attn
 from ddetr_edu.ops.cuda_backend import run_kernel_op
 from ddetr_edu.ops.levels import as_levels
 
-BACKENDS = ("einops", "loop", "grid_sample", "kernel")
+BACKENDS = ("einops", "loop", "grid_sample", "cpu", "kernel")
 # (n, q, m, l, k, coordinate) of the non-finite entries put into one input, with their value
 NON_FINITE = {(0, 0, 0, 0, 0, 0): float("nan"), (0, 1, 1, 2, 1, 1): float("nan"),
               (1, 2, 0, 1, 0, 0): float("inf"), (1, 2, 0, 1, 0, 1): float("nan"),
@@ -26,12 +26,10 @@ NON_FINITE = {(0, 0, 0, 0, 0, 0): float("nan"), (0, 1, 1, 2, 1, 1): float("nan")
 
 def core(backend: str):
     """The attention core of ``backend`` as f(value, spatial_shapes, locations, weights)."""
+    if backend in ("cpu", "kernel") and not cpu_kernel_status()[0]:
+        pytest.skip(f"CPU build of the kernel unavailable: {cpu_kernel_status()[1]}")
     if backend != "kernel":
         return lambda *args: ms_deform_attn(*args, backend=backend)
-    usable, reason = kernel_on_cpu.kernel_on_cpu_status()
-    if not usable:
-        pytest.skip(f"CPU build of the kernel unavailable: {reason}")
-    kernel_on_cpu.register_as_cpu_implementation()
     return lambda value, shapes, loc, weights: run_kernel_op(value, as_levels(shapes), loc, weights)
 
 
@@ -77,10 +75,11 @@ def test_a_non_finite_location_reads_zero_with_zero_gradient(core_inputs, backen
     assert got[3].abs().sum() > 0.1  # the other samples do get gradients
 
 
-@pytest.mark.parametrize("backend", ["einops", "grid_sample"])
+@pytest.mark.parametrize("backend", ["einops", "grid_sample", "cpu"])
 def test_the_non_finite_rule_needs_no_host_read(core_inputs, backend):
     """Traced whole by torch.compile (fullgraph: a host read of the locations would break the
     graph), with a NaN location, and the same numbers as eager."""
+    core(backend)  # skips "cpu" without its build
     inputs = core_inputs(n=1, lq=3, m=2, d=3, k=2, seed=13)
     inputs.sampling_locations[0, 1, 0, 0, 1, 0] = float("nan")
     value, shapes, loc, weights = inputs.args()
@@ -91,8 +90,9 @@ def test_the_non_finite_rule_needs_no_host_read(core_inputs, backend):
                                ms_deform_attn(value, sizes, loc, weights, backend=backend))
 
 
-@pytest.mark.parametrize("backend", ["einops", "loop", "grid_sample"])
+@pytest.mark.parametrize("backend", ["einops", "loop", "grid_sample", "cpu"])
 def test_the_module_with_an_empty_batch_or_no_queries(backend):
+    core(backend)  # skips "cpu" without its build
     torch.manual_seed(14)
     module = MSDeformAttn(d_model=8, n_levels=2, n_heads=2, n_points=2, backend=backend).double()
     shapes = [(3, 4), (2, 2)]

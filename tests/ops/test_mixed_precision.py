@@ -23,6 +23,8 @@ def run_core(backend, value, shapes, loc, weights):
 
 BACKENDS = ["einops", "loop", "grid_sample",
             pytest.param("kernel_on_cpu", marks=pytest.mark.skipif(
+                not kernel_on_cpu.kernel_on_cpu_status()[0], reason="CPU build of the kernel unavailable")),
+            pytest.param("cpu", marks=pytest.mark.skipif(
                 not kernel_on_cpu.kernel_on_cpu_status()[0], reason="CPU build of the kernel unavailable"))]
 
 

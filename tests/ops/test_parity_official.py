@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddetr_edu.ops import Levels, level_start_index, ms_deform_attn
+from ddetr_edu.ops import Levels, cpu_kernel_status, level_start_index, ms_deform_attn
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "msda_core_fixture.pt"
 TOLERANCE = 1e-10  # float64; the backends differ from the official one by summation order only
@@ -28,7 +28,8 @@ def fixture():
 
 
 @pytest.mark.parametrize("case_index", [0, 1, 2])
-@pytest.mark.parametrize("backend", ["einops", "loop", "grid_sample"])
+@pytest.mark.parametrize("backend", ["einops", "loop", "grid_sample", pytest.param("cpu", marks=pytest.mark.skipif(
+    not cpu_kernel_status()[0], reason="CPU kernel unavailable"))])
 def test_backend_matches_official_forward_and_backward(fixture, backend, case_index):
     case = fixture["cases"][case_index]
     value = case["value"].clone().requires_grad_()                         # (N, S, M, D)
