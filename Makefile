@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 RUN_DIR ?= runs/demo
 DATA_DIR ?= data/shapes
 
-.PHONY: venv test demo book bench paper-claims reference-model gpu-check clean
+.PHONY: venv test demo book bench paper-claims reference-model gpu-check cpu-kernel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ reference-model: venv
 GPU_PY ?= $(PYTHON)
 gpu-check:
 	$(GPU_PY) benchmarks/gpu_check.py --out build/gpu_check.md
+
+# The attention core's CPU kernel built ahead of time with the machine's C++ compiler (else the
+# first call on CPU tensors builds it: a few seconds, cached in ~/.cache/ddetr_edu/cpu_kernel).
+cpu-kernel: venv
+	$(PY) -c "from ddetr_edu.ops import cpu_kernel_status as s; ok, why = s(); print('CPU kernel:', why); raise SystemExit(0 if ok else 1)"
 
 clean:
 	rm -rf $(VENV) build runs
