@@ -108,9 +108,9 @@ def ms_deform_attn_triton_op(value: Tensor, spatial_shapes: list[int], level_sta
     sampling_locations (N, Lq, M, L, K, 2), attention_weights (N, Lq, M, L, K) -> (N, Lq, M*D)."""
     n, _, m, d = value.shape
     lq = sampling_locations.shape[1]
-    out = value.new_zeros((n, lq, m * d))
-    if out.numel() == 0:  # N = 0 or Lq = 0: nothing to launch
-        return out
+    if n * lq * m * d == 0:  # N = 0 or Lq = 0 (or an empty head): nothing to launch
+        return value.new_zeros((n, lq, m * d))
+    out = value.new_empty((n, lq, m * d))  # every entry is written by the kernel
     grid, sizes, constants = _launch_args(value, sampling_locations, spatial_shapes, level_start_index)
     _loaded(value.device).msda_forward_kernel[grid](
         value.contiguous(), sampling_locations.contiguous(), attention_weights.contiguous(), out, *sizes,
@@ -135,7 +135,7 @@ def ms_deform_attn_triton_backward_op(value: Tensor, spatial_shapes: list[int], 
     grad_value = torch.zeros(value.shape, dtype=accumulate, device=value.device)  # atomic adds land here
     grad_loc = torch.zeros_like(sampling_locations)
     grad_attn = torch.zeros_like(attention_weights)
-    if grad_out.numel() > 0:
+    if grad_out.numel() > 0:  # else the zero gradients of the degenerate rule
         grid, sizes, constants = _launch_args(value, sampling_locations, spatial_shapes, level_start_index)
         _loaded(value.device).msda_backward_kernel[grid](
             value.contiguous(), sampling_locations.contiguous(), attention_weights.contiguous(),

@@ -1,0 +1,67 @@
+"""What backend="auto" picks for CUDA tensors: the built C++ kernel, else the Triton kernels,
+else grid_sample, with one sentence saying which and why. Checked with the two availability
+answers replaced (no GPU is needed to choose); and ``ddetr_edu`` imports and explains itself
+without Triton installed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddetr_edu.ops import BACKENDS, dispatch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def answers(monkeypatch, kernel: tuple[bool, str], triton: tuple[bool, str]) -> None:
+    monkeypatch.setattr(dispatch, "kernel_status", lambda: kernel)
+    monkeypatch.setattr(dispatch, "triton_status", lambda: triton)
+
+
+def test_triton_is_a_backend():
+    assert "triton" in BACKENDS
+
+
+def test_the_built_kernel_comes_first(monkeypatch):
+    answers(monkeypatch, (True, "ok"), (True, "ok"))
+    assert dispatch.choose_for_cuda() == ("cuda", None)
+
+
+def test_triton_when_the_kernel_is_not_built(monkeypatch):
+    answers(monkeypatch, (False, "nvcc missing"), (True, "ok"))
+    chosen, why = dispatch.choose_for_cuda()
+    assert chosen == "triton" and "nvcc missing" in why and "Triton backend" in why
+
+
+def test_grid_sample_when_neither_kernel_can_run(monkeypatch):
+    answers(monkeypatch, (False, "nvcc missing"), (False, "triton not installed"))
+    chosen, why = dispatch.choose_for_cuda()
+    assert chosen == "grid_sample"
+    assert "nvcc missing" in why and "triton not installed" in why and "grid_sample" in why
+
+
+@pytest.mark.slow
+def test_the_package_imports_without_triton_and_says_why_the_backend_is_missing():
+    """A subprocess where ``import triton`` fails: the package imports, the status says why, and
+    backend="triton" is a RuntimeError with that reason."""
+    script = "\n".join([
+        "import sys; sys.modules['triton'] = None  # import triton now raises ImportError",
+        "import torch",
+        "from ddetr_edu.ops import ms_deform_attn, triton_status",
+        "usable, reason = triton_status()",
+        "assert usable is False and 'triton not installed' in reason, reason",
+        "value, loc, weights = torch.zeros(1, 4, 1, 2), torch.zeros(1, 1, 1, 1, 1, 2), torch.ones(1, 1, 1, 1, 1)",
+        "try:",
+        "    ms_deform_attn(value, [(2, 2)], loc, weights, backend='triton')",
+        "except RuntimeError as err:",
+        "    assert 'not available: triton not installed' in str(err), err",
+        "else:",
+        "    raise AssertionError('no error')",
+        "print('ok')",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
