@@ -17,8 +17,10 @@ The backward, with g = dLoss/dout[h, :] and dot_c = <V_c, g>:
     dLoss/dx    = a W sum_c (db_c/du) dot_c,   dLoss/dy = a H sum_c (db_c/dv) dot_c
 
 The level geometry arrives as plain integer arguments (H_l, W_l, start_l for up to
-``MAX_LEVELS`` levels) and the loops over levels and points are unrolled (L and K are compile-time
-constants): no table to copy to the GPU before a launch, nothing read back from it.
+``MAX_LEVELS`` levels, picked per level by scalar selects): no table to copy to the GPU before a
+launch, nothing read back from it. The loops over levels and points stay loops; only the four
+corners are unrolled (unrolling all L*K*4 corner reads made the forward alone about 35,000 lines
+of PTX, minutes to compile on a busy CPU).
 
 A point with a NaN or infinite coordinate, or one whose corners are all outside, fails the test
 ``-1 <= u < W and -1 <= v < H`` (NaN compares false), so it reads zeros and gets zero gradient.
@@ -35,25 +37,15 @@ MAX_LEVELS = 8  # level geometry slots in the kernels' signatures
 
 
 @triton.jit
-def _pick(level: tl.constexpr, a0, a1, a2, a3, a4, a5, a6, a7):
-    """The argument of index ``level`` (a compile-time constant: no branch is left at run time)."""
-    if level == 0:
-        picked = a0
-    elif level == 1:
-        picked = a1
-    elif level == 2:
-        picked = a2
-    elif level == 3:
-        picked = a3
-    elif level == 4:
-        picked = a4
-    elif level == 5:
-        picked = a5
-    elif level == 6:
-        picked = a6
-    else:
-        picked = a7
-    return picked
+def _pick(level, a0, a1, a2, a3, a4, a5, a6, a7):
+    """The argument of index ``level``: seven scalar selects, once per level (not per point)."""
+    picked = tl.where(level == 6, a6, a7)
+    picked = tl.where(level == 5, a5, picked)
+    picked = tl.where(level == 4, a4, picked)
+    picked = tl.where(level == 3, a3, picked)
+    picked = tl.where(level == 2, a2, picked)
+    picked = tl.where(level == 1, a1, picked)
+    return tl.where(level == 0, a0, picked)
 
 
 @triton.jit
@@ -107,11 +99,11 @@ def msda_forward_kernel(
     row = heads * channels  # stride of one token in value
     base = (head // queries_heads) * tokens * row + (head % heads) * channels  # value[n, 0, m, 0]
     acc = tl.full((BLOCK_H, BLOCK_D), 0, dtype=loc_ptr.dtype.element_ty)
-    for level in tl.static_range(LEVELS):
+    for level in range(LEVELS):
         height = _pick(level, h0, h1, h2, h3, h4, h5, h6, h7)
         width = _pick(level, w0, w1, w2, w3, w4, w5, w6, w7)
         start = _pick(level, s0, s1, s2, s3, s4, s5, s6, s7)
-        for point in tl.static_range(POINTS):
+        for point in range(POINTS):
             sample = head * (LEVELS * POINTS) + level * POINTS + point  # (BLOCK_H,)
             x = tl.load(loc_ptr + 2 * sample, mask=head_ok, other=-2.0)
             y = tl.load(loc_ptr + 2 * sample + 1, mask=head_ok, other=-2.0)
@@ -147,11 +139,11 @@ def msda_backward_kernel(
     tile_ok = head_ok[:, None] & d_ok[None, :]
     acc_type = loc_ptr.dtype.element_ty
     g = tl.load(grad_out_ptr + head[:, None] * channels + d[None, :], mask=tile_ok, other=0.0).to(acc_type)
-    for level in tl.static_range(LEVELS):
+    for level in range(LEVELS):
         height = _pick(level, h0, h1, h2, h3, h4, h5, h6, h7)
         width = _pick(level, w0, w1, w2, w3, w4, w5, w6, w7)
         start = _pick(level, s0, s1, s2, s3, s4, s5, s6, s7)
-        for point in tl.static_range(POINTS):
+        for point in range(POINTS):
             sample = head * (LEVELS * POINTS) + level * POINTS + point
             x = tl.load(loc_ptr + 2 * sample, mask=head_ok, other=-2.0)
             y = tl.load(loc_ptr + 2 * sample + 1, mask=head_ok, other=-2.0)

@@ -110,3 +110,21 @@ def test_cpu_tensors_without_the_interpreter_are_refused_with_the_reason(core_in
     monkeypatch.setattr(triton_backend, "interpreted", lambda: False)
     with pytest.raises(RuntimeError, match=r"CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1"):
         ms_deform_attn(*core_inputs(seed=34).args(), backend="triton")
+
+
+def test_the_module_with_the_triton_backend_equals_einops():
+    """MSDeformAttn(backend="triton"): forward and the gradients of its input and its offset layer."""
+    from ddetr_edu.ops import MSDeformAttn
+
+    shapes = [(3, 4), (2, 2)]
+    results = []
+    for backend in ("triton", "einops"):
+        torch.manual_seed(5)
+        module = MSDeformAttn(d_model=8, n_levels=2, n_heads=2, n_points=2, backend=backend)
+        query = torch.randn(2, 3, 8, requires_grad=True)
+        value = torch.randn(2, 16, 8, requires_grad=True)
+        out = module(query, torch.rand(2, 3, 2, 2), value, shapes)
+        out.square().sum().backward()
+        results.append((out.detach(), query.grad, value.grad, module.sampling_offsets.weight.grad))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
