@@ -47,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # ddetr_edu without instal
 from msda_cuda import LEVELS, time_call  # noqa: E402
 
 from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn, triton_status  # noqa: E402
+from ddetr_edu.ops.triton_backend import triton_cuda_status  # noqa: E402
 
 GPU_TESTS = ("tests/kernels/test_cuda_gpu.py", "tests/kernels/test_triton_gpu.py", "tests/models/test_detector_gpu.py",
              "tests/test_gpu_models.py")
@@ -215,8 +216,8 @@ def environment(lines: list[str], plan: Plan, kernel: Kernel, triton: Kernel) ->
     kernel.usable = usable and plan.device.type == "cuda"  # a smoke run times CPU tensors only
     kernel.reason = reason if not usable else "smoke run on the CPU"
     start = time.perf_counter()
-    usable, reason = triton_status()
-    lines.append(f"- triton_status(): {usable}, {reason!r} ({time.perf_counter() - start:.1f} s; "
+    usable, reason = triton_cuda_status() if plan.device.type == "cuda" else triton_status()
+    lines.append(f"- triton status: {usable}, {reason!r} ({time.perf_counter() - start:.1f} s; "
                  "each kernel compiles on its first call, in the warm-up)")
     triton.usable = usable and plan.device.type == "cuda"  # on the CPU only the interpreter runs it (tests)
     triton.reason = reason if not usable else "smoke run on the CPU (the interpreter tests cover it)"

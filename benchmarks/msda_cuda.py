@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn, triton_status
+from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn
+from ddetr_edu.ops.triton_backend import triton_cuda_status
 
 LEVELS = ((100, 167), (50, 84), (25, 42), (13, 21))  # 800 x 1333 at strides 8, 16, 32, 64
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/msda_cuda.py needs a CUDA device; none is available here.")
         return 2
     backends = args.backends.split(",")
-    for backend, (ok, reason) in (("cuda", cuda_kernel_status()), ("triton", triton_status())):
+    for backend, (ok, reason) in (("cuda", cuda_kernel_status()), ("triton", triton_cuda_status())):
         if backend in backends and not ok:
             print(f"note: the {backend} backend is not available ({reason}); its rows are skipped")
             backends.remove(backend)

@@ -13,7 +13,7 @@ from .msda_einops import ms_deform_attn_einops
 from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
 from .precision import autocast_off
-from .triton_backend import run_triton_op, triton_status, triton_usable
+from .triton_backend import run_triton_op, triton_cuda_status, triton_status, triton_usable
 
 BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda", "triton")
 
@@ -24,7 +24,7 @@ def choose_for_cuda() -> tuple[str, str | None]:
     usable, reason = kernel_status()
     if usable:
         return "cuda", None
-    triton_ok, triton_reason = triton_status()
+    triton_ok, triton_reason = triton_cuda_status()
     if triton_ok:
         return "triton", f"CUDA kernel not used ({reason}); using the Triton backend"
     return "grid_sample", (f"CUDA kernel not used ({reason}) and Triton not usable ({triton_reason}); "

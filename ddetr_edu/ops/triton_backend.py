@@ -56,6 +56,18 @@ def triton_status() -> tuple[bool, str]:
     return module is not None, reason
 
 
+def triton_cuda_status() -> tuple[bool, str]:
+    """``triton_status()`` for the current CUDA device: also whether the GPU is new enough for
+    Triton (compute capability 7.0 or more, the minimum torch's Inductor asks of Triton too)."""
+    usable, reason = triton_status()
+    if not usable:
+        return usable, reason
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) < (7, 0):
+        return False, f"GPU compute capability {major}.{minor} is below Triton's minimum 7.0"
+    return True, reason
+
+
 def interpreted() -> bool:
     """True when the kernels run under Triton's interpreter (on CPU tensors)."""
     module, _ = _kernels()

@@ -10,15 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from ddetr_edu.ops import BACKENDS, dispatch
+from ddetr_edu.ops import BACKENDS, dispatch, triton_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def answers(monkeypatch, kernel: tuple[bool, str], triton: tuple[bool, str]) -> None:
     monkeypatch.setattr(dispatch, "kernel_status", lambda: kernel)
-    monkeypatch.setattr(dispatch, "triton_status", lambda: triton)
+    monkeypatch.setattr(dispatch, "triton_cuda_status", lambda: triton)
 
 
 def test_triton_is_a_backend():
@@ -41,6 +42,15 @@ def test_grid_sample_when_neither_kernel_can_run(monkeypatch):
     chosen, why = dispatch.choose_for_cuda()
     assert chosen == "grid_sample"
     assert "nvcc missing" in why and "triton not installed" in why and "grid_sample" in why
+
+
+def test_a_gpu_too_old_for_triton_is_not_given_it(monkeypatch):
+    monkeypatch.setattr(triton_backend, "triton_status", lambda: (True, "ok"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 0))
+    usable, reason = triton_backend.triton_cuda_status()
+    assert usable is False and "compute capability 6.0" in reason
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert triton_backend.triton_cuda_status() == (True, "ok")
 
 
 @pytest.mark.slow
