@@ -27,6 +27,9 @@ A point with a NaN or infinite coordinate, or one whose corners are all outside,
 
 ``TRITON_INTERPRET=1`` in the environment when this module is first imported makes the kernels run
 on CPU tensors under Triton's interpreter (NumPy): that is how the tests check them without a GPU.
+For that to work after torch has imported Triton, the kernels call only Triton's builtins, not its
+``@jit`` library functions (decorated for the GPU at that import): ``tl.full`` rather than
+``tl.zeros``, and ``_row_sum`` rather than ``tl.sum``.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The Triton kernels on CPU tensors, under Triton's interpreter.
 
-``triton.jit`` reads ``TRITON_INTERPRET`` when a kernel is decorated, and the interpreter reads
-it again when a kernel calls a helper, so the variable is set while ``ddetr_edu.ops.triton_kernels``
-is imported here, at collection, before any test runs, and again during each test of this folder;
-between them the environment is as it was, so Inductor and other Triton users in the same pytest
-process are not switched to the interpreter. The tests skip (with the reason) only when Triton is
-not installed.
+``triton.jit`` reads ``TRITON_INTERPRET`` when a kernel is decorated, so the variable is set while
+``ddetr_edu.ops.triton_kernels`` is imported here, at collection, before any test runs, and then
+restored: Inductor and other Triton users in the same pytest process are not switched to the
+interpreter. (Triton's own ``@jit`` helpers such as ``tl.zeros`` and ``tl.sum`` were decorated
+for the GPU when torch imported Triton; the kernels avoid them, see ``triton_kernels.py``.) The
+tests skip (with the reason) only when Triton is not installed.
 """
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ finally:
 
 
 @pytest.fixture(autouse=True)
-def triton_interpreter(monkeypatch):
+def triton_interpreter():
     """Skip without Triton; fail if the kernels were imported before the interpreter was set."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
     if not TRITON_USABLE:
         pytest.skip(f"Triton unavailable: {TRITON_REASON}")
     assert triton_backend.interpreted(), (
