@@ -75,3 +75,16 @@ def test_the_package_imports_without_triton_and_says_why_the_backend_is_missing(
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_the_choice_is_a_constant_to_torch_compile(monkeypatch):
+    """``_auto_on_cuda`` answers a string; torch.compile(fullgraph=True) takes it as a constant
+    (what happens inside ``resolve_backend`` when a compiled model runs on a GPU)."""
+    answers(monkeypatch, (False, "nvcc missing"), (True, "ok"))
+
+    def scaled(x):
+        return x * (2.0 if dispatch._auto_on_cuda() == "triton" else 3.0)
+
+    with pytest.warns(RuntimeWarning, match="using the Triton backend"):
+        out = torch.compile(scaled, backend="eager", fullgraph=True)(torch.ones(2))
+    assert torch.equal(out, torch.full((2,), 2.0))

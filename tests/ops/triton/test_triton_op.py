@@ -100,6 +100,8 @@ def test_opcheck_schema_fake_and_autograd_registration(core_inputs):
 
 
 def test_more_levels_than_the_kernel_takes_is_a_value_error(core_inputs):
+    from ddetr_edu.ops import triton_kernels
+    assert triton_backend.MAX_LEVELS == triton_kernels.MAX_LEVELS  # the two modules agree
     shapes = tuple((1, 1) for _ in range(triton_backend.MAX_LEVELS + 1))
     inputs = core_inputs(n=1, lq=2, m=1, d=2, k=1, shapes=shapes, seed=33)
     with pytest.raises(ValueError, match=r"at most 8 levels, got 9 .*backend='grid_sample'"):
