@@ -5,12 +5,13 @@ In order, each step guarded (a failure is written into the report and the next s
 1. environment: torch, CUDA, the device, and ``cuda_kernel_status()``, which builds the kernel
    on first use (timed);
 2. the GPU tests (those of ``GPU_TESTS`` that exist), run by pytest in a subprocess;
-3. the attention core: backends cuda / grid_sample / einops at the paper's encoder and decoder
-   sizes, float32 and bfloat16 values (float32 locations and weights), forward and
-   forward+backward (a call that runs out of memory shows "OOM");
+3. the attention core: backends cuda / triton / grid_sample / einops at the paper's encoder and
+   decoder sizes, float32 and bfloat16 values (float32 locations and weights), forward and
+   forward+backward, each kernel's time as a ratio to grid_sample's (a call that runs out of
+   memory shows "OOM");
 4. the full detector (``multiscale_refine_twostage``, ResNet-50, random weights): a training
-   step (forward, loss, backward, AdamW) in float32 and under bf16 autocast, with the kernel and
-   with grid_sample; batch-1 inference, eager and ``torch.compile``d;
+   step (forward, loss, backward, AdamW) in float32 and under bf16 autocast, with the C++ kernel,
+   the Triton kernels and grid_sample; batch-1 inference, eager and ``torch.compile``d;
 5. one short bf16-AMP training epoch of the shapes preset on a fresh tiny dataset.
 
 The issue's targets are printed beside the numbers (met / not met) and gathered at the end. The
@@ -45,12 +46,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # ddetr_edu without installing it; msda_cuda
 from msda_cuda import LEVELS, time_call  # noqa: E402
 
-from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn  # noqa: E402
+from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn, triton_status  # noqa: E402
+from ddetr_edu.ops.triton_backend import triton_cuda_status  # noqa: E402
 
-GPU_TESTS = ("tests/kernels/test_cuda_gpu.py", "tests/models/test_detector_gpu.py", "tests/test_gpu_models.py")
-CORE_BACKENDS = ("cuda", "grid_sample", "einops")
+GPU_TESTS = ("tests/kernels/test_cuda_gpu.py", "tests/kernels/test_triton_gpu.py", "tests/models/test_detector_gpu.py",
+             "tests/test_gpu_models.py")
+KERNELS = ("cuda", "triton")  # the C++ kernel and the Triton kernels, each judged against grid_sample
+CORE_BACKENDS = (*KERNELS, "grid_sample", "einops")
 PASSES = ("fwd", "fwd+bwd")
-# cuda / grid_sample time at most (the issue's targets, float32)
+# kernel / grid_sample time at most, for each of KERNELS (the issue's targets, float32)
 CORE_TARGETS = {("encoder", "fwd"): 0.12, ("encoder", "fwd+bwd"): 0.11,
                 ("decoder", "fwd"): 0.056, ("decoder", "fwd+bwd"): 0.12}
 BF16_KERNEL_TARGET = 0.7  # bf16 kernel time / float32 kernel time at encoder size, at most
@@ -61,7 +65,7 @@ Cell = float | str  # a time in ms, or why there is none ("OOM", "n/a", "error: 
 
 @dataclass
 class Kernel:
-    """Whether the CUDA kernel can run here (step 1 fills it in), and why not."""
+    """Whether a kernel backend ("cuda" or "triton") can run here (step 1 fills it in), and why not."""
 
     usable: bool = False
     reason: str = "not checked (step 1 failed)"
@@ -195,8 +199,8 @@ def ratio(a: Cell, b: Cell) -> Cell:
 
 
 # ---------------------------------------------------------------------------------- 1. environment
-def environment(lines: list[str], plan: Plan, kernel: Kernel) -> None:
-    """Versions, the device, and whether the kernel is usable (building it the first time)."""
+def environment(lines: list[str], plan: Plan, kernel: Kernel, triton: Kernel) -> None:
+    """Versions, the device, and whether the kernels are usable (building the C++ one the first time)."""
     lines.append(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, python {sys.version.split()[0]}, "
                  f"float32 matmul precision {torch.get_float32_matmul_precision()!r}")
     if plan.device.type == "cuda":
@@ -211,6 +215,12 @@ def environment(lines: list[str], plan: Plan, kernel: Kernel) -> None:
                  f"({time.perf_counter() - start:.1f} s; on a GPU the first call builds the kernel)")
     kernel.usable = usable and plan.device.type == "cuda"  # a smoke run times CPU tensors only
     kernel.reason = reason if not usable else "smoke run on the CPU"
+    start = time.perf_counter()
+    usable, reason = triton_cuda_status() if plan.device.type == "cuda" else triton_status()
+    lines.append(f"- triton status: {usable}, {reason!r} ({time.perf_counter() - start:.1f} s; "
+                 "each kernel compiles on its first call, in the warm-up)")
+    triton.usable = usable and plan.device.type == "cuda"  # on the CPU only the interpreter runs it (tests)
+    triton.reason = reason if not usable else "smoke run on the CPU (the interpreter tests cover it)"
 
 
 # ---------------------------------------------------------------------------------- 2. GPU tests
@@ -260,8 +270,8 @@ def time_core(backend: str, inputs, levels, backward: bool, plan: Plan) -> float
     return median_ms(call, plan.core_warmup, plan.core_reps, plan.device)
 
 
-def core_benchmark(lines: list[str], report: Report, plan: Plan, kernel: Kernel) -> None:
-    """The table of section 3, the kernel's targets and the bf16 / float32 kernel ratios."""
+def core_benchmark(lines: list[str], report: Report, plan: Plan, kernels: dict[str, Kernel]) -> None:
+    """The table of section 3, both kernels' targets and their bf16 / float32 ratios."""
     levels = [tuple(hw) for hw in plan.core_levels]
     s = sum(h * w for h, w in levels)
     sizes = {"encoder": None, "decoder": plan.decoder_queries}
@@ -269,16 +279,18 @@ def core_benchmark(lines: list[str], report: Report, plan: Plan, kernel: Kernel)
     lines.append(f"Batch 2, levels {levels} (S = {s:,}), M=8, D=32, K=4; encoder Lq = S, decoder Lq = "
                  f"{plan.decoder_queries}. bfloat16 = bf16 value, float32 locations and weights. Median of "
                  f"{plan.core_reps} after {plan.core_warmup} warm-ups.")
-    if not kernel.usable:
-        lines.append(f"\ncuda: unavailable: {kernel.reason}")
-    lines += ["", "| size | pass | dtype | cuda ms | grid_sample ms | einops ms | cuda/grid_sample |",
-              "|---|---|---|---|---|---|---|"]
+    for name, kernel in kernels.items():
+        if not kernel.usable:
+            lines.append(f"\n{name}: unavailable: {kernel.reason}")
+    lines += ["", "| size | pass | dtype | " + " | ".join(f"{b} ms" for b in CORE_BACKENDS) + " | "
+              + " | ".join(f"{k}/grid_sample" for k in KERNELS) + " |",
+              "|---|---|---|" + "---|" * (len(CORE_BACKENDS) + len(KERNELS))]
     times: dict[tuple[str, str, str], dict[str, Cell]] = {}
     for size, queries in sizes.items():
         for dtype_name, dtype in dtypes.items():
             inputs = core_inputs(levels, queries, dtype, plan.device)
             for pass_name in PASSES:
-                row = {b: "n/a" if b == "cuda" and not kernel.usable else report.guarded(
+                row = {b: "n/a" if b in kernels and not kernels[b].usable else report.guarded(
                     lambda b=b: time_core(b, inputs, levels, pass_name == "fwd+bwd", plan)) for b in CORE_BACKENDS}
                 times[size, pass_name, dtype_name] = row
                 shown = ", ".join(f"{b} {fmt(t)}" for b, t in row.items())
@@ -290,19 +302,20 @@ def core_benchmark(lines: list[str], report: Report, plan: Plan, kernel: Kernel)
             for dtype_name in dtypes:
                 row = times[size, pass_name, dtype_name]
                 lines.append(f"| {size} | {pass_name} | {dtype_name} | "
-                             + " | ".join(fmt(row[b]) for b in CORE_BACKENDS)
-                             + f" | {fmt(ratio(row['cuda'], row['grid_sample']))} |")
+                             + " | ".join(fmt(row[b]) for b in CORE_BACKENDS) + " | "
+                             + " | ".join(fmt(ratio(row[k], row["grid_sample"])) for k in KERNELS) + " |")
     lines += ["", "| target | value | limit | verdict |", "|---|---|---|---|"]
-    for (size, pass_name), limit in CORE_TARGETS.items():
-        row = times[size, pass_name, "float32"]
-        what = f"cuda/grid_sample, {size} {pass_name}, float32"
-        value = ratio(row["cuda"], row["grid_sample"])
-        lines.append(f"| {what} | {fmt(value)} | <= {limit} | {report.target(what, value, limit, True)} |")
-    for pass_name in PASSES:
-        what = f"bf16 kernel / float32 kernel, encoder {pass_name}"
-        value = ratio(times["encoder", pass_name, "bfloat16"]["cuda"], times["encoder", pass_name, "float32"]["cuda"])
-        lines.append(f"| {what} | {fmt(value)} | <= {BF16_KERNEL_TARGET} | "
-                     f"{report.target(what, value, BF16_KERNEL_TARGET, True)} |")
+    for name in KERNELS:
+        for (size, pass_name), limit in CORE_TARGETS.items():
+            row = times[size, pass_name, "float32"]
+            what = f"{name}/grid_sample, {size} {pass_name}, float32"
+            value = ratio(row[name], row["grid_sample"])
+            lines.append(f"| {what} | {fmt(value)} | <= {limit} | {report.target(what, value, limit, True)} |")
+        for pass_name in PASSES:
+            what = f"bf16 {name} / float32 {name}, encoder {pass_name}"
+            value = ratio(times["encoder", pass_name, "bfloat16"][name], times["encoder", pass_name, "float32"][name])
+            lines.append(f"| {what} | {fmt(value)} | <= {BF16_KERNEL_TARGET} | "
+                         f"{report.target(what, value, BF16_KERNEL_TARGET, True)} |")
 
 
 # ---------------------------------------------------------------------------------- 4. detector
@@ -378,7 +391,7 @@ def time_inference(plan: Plan, model: torch.nn.Module, image: torch.Tensor, amp:
     return first, median_ms(call, plan.det_warmup, plan.det_reps, plan.device), peak_mib(plan.device)
 
 
-def detector(lines: list[str], report: Report, plan: Plan, kernel: Kernel) -> None:
+def detector(lines: list[str], report: Report, plan: Plan, kernels: dict[str, Kernel]) -> None:
     """Train-step and inference tables of section 4, with their targets."""
     h, w = plan.image_hw
     lines += [f"Preset `{plan.preset}` (random weights), {h}x{w}. Median of {plan.det_reps} after "
@@ -387,20 +400,21 @@ def detector(lines: list[str], report: Report, plan: Plan, kernel: Kernel) -> No
               "| backend | precision | ms | peak MiB |", "|---|---|---|---|"]
     steps: dict[tuple[str, str | None], Cell] = {}
     for amp in (None, "bf16"):
-        for backend in ("cuda", "grid_sample"):
-            if backend == "cuda" and not kernel.usable:
-                steps[backend, amp], peak = f"unavailable: {kernel.reason}", "-"
+        for backend in (*KERNELS, "grid_sample"):
+            if backend in kernels and not kernels[backend].usable:
+                steps[backend, amp], peak = f"unavailable: {kernels[backend].reason}", "-"
             else:
                 got = report.guarded(lambda b=backend, a=amp: time_train_step(plan, b, a))
                 steps[backend, amp], peak = got if isinstance(got, tuple) else (got, "-")
             lines.append(f"| {backend} | {amp or 'fp32'} | {fmt(steps[backend, amp], 1)} | {peak} |")
             empty_cache()
-    value = ratio(steps["cuda", "bf16"], steps["grid_sample", None])
-    what = "train step: bf16 + kernel / fp32 grid_sample"
-    lines.append(f"\n{what}: {fmt(value)} (target <= {TRAIN_BF16_TARGET}: "
-                 f"{report.target(what, value, TRAIN_BF16_TARGET, True)})")
+    for name in KERNELS:
+        value = ratio(steps[name, "bf16"], steps["grid_sample", None])
+        what = f"train step: bf16 + {name} / fp32 grid_sample"
+        lines.append(f"\n{what}: {fmt(value)} (target <= {TRAIN_BF16_TARGET}: "
+                     f"{report.target(what, value, TRAIN_BF16_TARGET, True)})")
 
-    backend = "cuda" if kernel.usable else "grid_sample"
+    backend = next((name for name in KERNELS if kernels[name].usable), "grid_sample")
     lines += ["", f"Inference, batch 1, backend {backend}; compiled with backend `{plan.compile_backend}` "
               "(first call = compile time):", "",
               "| model | precision | first call s | ms | FPS | peak MiB |", "|---|---|---|---|---|---|"]
@@ -478,11 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = make_plan(args.smoke, args.quick)
     report = Report(header(plan), judged=not args.smoke)
-    kernel = Kernel()
-    report.section("1. Environment", environment, plan, kernel)
+    kernels = {name: Kernel() for name in KERNELS}
+    report.section("1. Environment", environment, plan, kernels["cuda"], kernels["triton"])
     report.section("2. GPU tests", gpu_tests, report)
-    report.section("3. Attention core", core_benchmark, report, plan, kernel)
-    report.section("4. Detector", detector, report, plan, kernel)
+    report.section("3. Attention core", core_benchmark, report, plan, kernels)
+    report.section("4. Detector", detector, report, plan, kernels)
     report.section("5. AMP training epoch", training_epoch, plan)
     report.lines += ["", "## Targets", "", "| target | value | limit | verdict |", "|---|---|---|---|",
                      *report.targets, "", f"Errors: {report.errors}."]

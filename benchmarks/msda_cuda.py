@@ -1,4 +1,4 @@
-"""Benchmark of the attention core on a GPU: the CUDA kernel vs einops vs grid_sample.
+"""Benchmark of the attention core on a GPU: the CUDA kernel and the Triton kernels vs einops vs grid_sample.
 
 Two sizes from the paper's setting (batch 2, an 800 x 1333 image, M=8 heads x D=32 channels,
 L=4 levels, K=4 points):
@@ -7,10 +7,11 @@ L=4 levels, K=4 points):
 For each backend: median time of the forward and of forward+backward, the peak memory the call
 adds (torch.cuda.max_memory_allocated above what the inputs take), and the effective bandwidth:
 the bytes the operator must move at least (inputs read once, outputs written once) divided by
-the time, against the GPU's peak (2 x memory clock x bus width).
+the time, against the GPU's peak (2 x memory clock x bus width). A second table gives each
+backend's time as a ratio to grid_sample's, per dtype, size and pass.
 
-    python benchmarks/msda_cuda.py                 # float32, prints a markdown table
-    python benchmarks/msda_cuda.py --dtype bfloat16 --reps 50
+    python benchmarks/msda_cuda.py                 # float32 and bfloat16, prints markdown tables
+    python benchmarks/msda_cuda.py --dtype bfloat16 --reps 50 --backends triton,grid_sample
 
 Paste the table under "## Results" in kernels/BENCHMARKS.md (the book plots it from there).
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ddetr_edu.ops import cuda_kernel_status, ms_deform_attn
+from ddetr_edu.ops.triton_backend import triton_cuda_status
 
 LEVELS = ((100, 167), (50, 84), (25, 42), (13, 21))  # 800 x 1333 at strides 8, 16, 32, 64
 
@@ -122,42 +124,68 @@ def measure(backend: str, size: BenchSize, dtype: torch.dtype, backward: bool, w
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32,bfloat16",
+                        help="comma-separated, of float32, bfloat16, float16 (half: float32 locations)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--backends", default="cuda,einops,grid_sample")
+    parser.add_argument("--backends", default="cuda,triton,einops,grid_sample")
     args = parser.parse_args(argv)
+    dtype_names = args.dtype.split(",")
+    for name in dtype_names:
+        if name not in ("float32", "bfloat16", "float16"):
+            parser.error(f"--dtype: expected float32, bfloat16 or float16, got {name!r}")
     if not torch.cuda.is_available():
         print("benchmarks/msda_cuda.py needs a CUDA device; none is available here.")
         return 2
-    dtype = getattr(torch, args.dtype)
     backends = args.backends.split(",")
-    ok, reason = cuda_kernel_status()
-    if "cuda" in backends and not ok:
-        print(f"note: the CUDA kernel is not available ({reason}); its rows are skipped")
-        backends.remove("cuda")
+    for backend, (ok, reason) in (("cuda", cuda_kernel_status()), ("triton", triton_cuda_status())):
+        if backend in backends and not ok:
+            print(f"note: the {backend} backend is not available ({reason}); its rows are skipped")
+            backends.remove(backend)
     peak = peak_bandwidth_gbs()
     name = torch.cuda.get_device_name(0)
-    print(f"GPU: {name}; torch {torch.__version__}; CUDA {torch.version.cuda}; dtype {args.dtype}; "
+    print(f"GPU: {name}; torch {torch.__version__}; CUDA {torch.version.cuda}; dtypes {args.dtype}; "
           f"{datetime.date.today().isoformat()}; peak memory bandwidth "
           f"{f'{peak:.0f} GB/s' if peak else 'unknown'}\n")
     print("| size | backend | dtype | pass | time (ms) | peak extra memory (MiB) | effective GB/s | % of peak |")
     print("|---|---|---|---|---|---|---|---|")
-    for size in SIZES:
-        for backward in (False, True):
-            for backend in backends:
-                try:
-                    ms, mib, gbs = measure(backend, size, dtype, backward, args.warmup, args.reps)
-                except torch.cuda.OutOfMemoryError:
-                    print(f"| {size.name} | {backend} | {args.dtype} | {'fwd+bwd' if backward else 'fwd'} "
-                          "| OOM | OOM | - | - |")
-                    torch.cuda.empty_cache()
-                    continue
-                share = f"{100 * gbs / peak:.1f}%" if peak else "-"
-                print(f"| {size.name} | {backend} | {args.dtype} | {'fwd+bwd' if backward else 'fwd'} "
-                      f"| {ms:.3f} | {mib:.1f} | {gbs:.0f} | {share} |")
-                sys.stdout.flush()
+    times: dict[tuple[str, str, str, str], float] = {}  # (dtype, size, pass, backend) -> ms
+    for dtype_name in dtype_names:
+        for size in SIZES:
+            for backward in (False, True):
+                pass_name = "fwd+bwd" if backward else "fwd"
+                for backend in backends:
+                    try:
+                        ms, mib, gbs = measure(backend, size, getattr(torch, dtype_name), backward, args.warmup,
+                                               args.reps)
+                    except torch.cuda.OutOfMemoryError:
+                        print(f"| {size.name} | {backend} | {dtype_name} | {pass_name} | OOM | OOM | - | - |")
+                        torch.cuda.empty_cache()
+                        continue
+                    times[dtype_name, size.name, pass_name, backend] = ms
+                    share = f"{100 * gbs / peak:.1f}%" if peak else "-"
+                    print(f"| {size.name} | {backend} | {dtype_name} | {pass_name} "
+                          f"| {ms:.3f} | {mib:.1f} | {gbs:.0f} | {share} |")
+                    sys.stdout.flush()
+    print_ratios(times, dtype_names, backends)
     return 0
+
+
+def print_ratios(times: dict[tuple[str, str, str, str], float], dtype_names: list[str], backends: list[str]) -> None:
+    """Each backend's time / grid_sample's time for the same dtype, size and pass (a second table,
+    so the first keeps the columns that book/09_kernel.ipynb reads)."""
+    others = [b for b in backends if b != "grid_sample"]
+    if "grid_sample" not in backends or not others:
+        return
+    print("\n| size | dtype | pass | " + " | ".join(f"{b}/grid_sample" for b in others) + " |")
+    print("|---|---|---|" + "---|" * len(others))
+    for size in SIZES:
+        for dtype_name in dtype_names:
+            for pass_name in ("fwd", "fwd+bwd"):
+                base = times.get((dtype_name, size.name, pass_name, "grid_sample"))
+                cells = [f"{times[key] / base:.3f}" if base and (key := (dtype_name, size.name, pass_name, b)) in times
+                         else "-" for b in others]
+                print(f"| {size.name} | {dtype_name} | {pass_name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

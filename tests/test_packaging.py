@@ -55,7 +55,7 @@ def test_environment_yml_and_pyproject_list_the_same_packages():
 def test_makefile_pins_torch_and_installs_it_first():
     makefile = (ROOT / "Makefile").read_text()
     torch_line = makefile.index("pip install torch==$(TORCH_VERSION)")
-    package_line = makefile.index('pip install -e ".[test,book,export]"')
+    package_line = makefile.index('pip install -e ".[test,book,export,triton]"')
     assert torch_line < package_line
     assert re.search(r"^TORCH_VERSION \?= 2\.13\.0$", makefile, re.M)
 

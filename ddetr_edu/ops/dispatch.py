@@ -14,19 +14,32 @@ from .msda_einops import ms_deform_attn_einops
 from .msda_grid_sample import ms_deform_attn_grid_sample
 from .msda_loop import ms_deform_attn_loop
 from .precision import autocast_off
+from .triton_backend import run_triton_op, triton_cuda_status, triton_status, triton_usable
 
-BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda", "cpu")
+BACKENDS = ("auto", "einops", "loop", "grid_sample", "cuda", "cpu", "triton")
+
+
+def choose_for_cuda() -> tuple[str, str | None]:
+    """What "auto" runs on CUDA tensors: the built C++ kernel, else the Triton kernels, else
+    grid_sample; and, unless it is the C++ kernel, one sentence saying why."""
+    usable, reason = kernel_status()
+    if usable:
+        return "cuda", None
+    triton_ok, triton_reason = triton_cuda_status()
+    if triton_ok:
+        return "triton", f"CUDA kernel not used ({reason}); using the Triton backend"
+    return "grid_sample", (f"CUDA kernel not used ({reason}) and Triton not usable ({triton_reason}); "
+                           "falling back to the grid_sample backend")
 
 
 @torch.compiler.assume_constant_result
-def _auto_uses_kernel() -> bool:
-    """"auto" on CUDA tensors: True when the kernel runs; else warns (once) why not. Answered
-    once per process and a constant to torch.compile, like ``kernel_usable``."""
-    usable, reason = kernel_status()
-    if not usable:
-        warnings.warn(f"ddetr_edu: CUDA kernel not used, falling back to the grid_sample backend: {reason}",
-                      RuntimeWarning, stacklevel=2)
-    return usable
+def _auto_on_cuda() -> str:
+    """"auto" on CUDA tensors, warning (once) why when it is not the C++ kernel. Answered once per
+    process and a constant to torch.compile, like ``kernel_usable``."""
+    chosen, why = choose_for_cuda()
+    if why is not None:
+        warnings.warn(f"ddetr_edu: {why}", RuntimeWarning, stacklevel=2)
+    return chosen
 
 
 @torch.compiler.assume_constant_result
@@ -49,9 +62,10 @@ def check_backend(backend: str) -> None:
 def resolve_backend(backend: str, value: Tensor) -> str:
     """Turn "auto" into a concrete backend for tensors like ``value``.
 
-    "auto" uses the kernel for CUDA tensors, and its CPU build for CPU tensors, when it is built
-    (or builds on first use); otherwise grid_sample, the fastest of the others (with one warning
-    saying why). "cuda" and "cpu" raise if that build cannot be used.
+    "auto" on CUDA tensors: the C++ kernel when it is built, else the Triton kernels when Triton
+    imports, else grid_sample (with one warning saying which and why); on CPU tensors the kernel's
+    CPU build when it is built (or builds on first use), else grid_sample (with one warning saying
+    why). "cuda", "cpu" and "triton" raise if their kernels cannot be used.
     """
     check_backend(backend)
     if backend == "cpu":
@@ -66,13 +80,17 @@ def resolve_backend(backend: str, value: Tensor) -> str:
         if not value.is_cuda:
             raise RuntimeError(f"backend='cuda' needs CUDA tensors, got tensors on {value.device}")
         return "cuda"
+    if backend == "triton":
+        if not triton_usable():
+            raise RuntimeError(f"backend='triton' is not available: {triton_status()[1]}")
+        return "triton"
     if backend != "auto":
         return backend
     if value.device.type == "cpu":
         return "cpu" if _auto_uses_cpu_kernel() else "grid_sample"
     if not value.is_cuda:
         return "grid_sample"
-    return "cuda" if _auto_uses_kernel() else "grid_sample"
+    return _auto_on_cuda()
 
 
 def ms_deform_attn(value: Tensor, spatial_shapes: Levels | SpatialShapes, sampling_locations: Tensor,
@@ -92,11 +110,13 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Levels | SpatialShapes, sampli
         sampling_locations: (N, Lq, M, L, K, 2) normalised (x, y), pixel-centre convention of
             ``grid_sample(align_corners=False)``; points outside the map read zeros.
         attention_weights: (N, Lq, M, L, K), usually softmaxed over (L, K) per head.
-        backend: "auto" (the kernel when it is built for the tensors' device, else
-            grid_sample), "einops" (the readable one), "loop" (slow oracle), "grid_sample"
-            (the original reference formulation), "cuda" (the kernel, CUDA tensors) or "cpu"
-            (the same kernel arithmetic compiled for the CPU, CPU tensors; built with the
-            machine's C++ compiler on first use, a few seconds, cached: ``cpu_backend.py``).
+        backend: "auto" (on a GPU the C++ kernel when it is built, else Triton, else
+            grid_sample; on the CPU the kernel's CPU build when it is built, else grid_sample),
+            "einops" (the readable one), "loop" (slow oracle), "grid_sample" (the original
+            reference formulation), "cuda" (the C++ kernel, CUDA tensors), "cpu" (the same kernel
+            arithmetic compiled for the CPU, CPU tensors; built with the machine's C++ compiler on
+            first use, cached: ``cpu_backend.py``) or "triton" (the Triton kernels: CUDA tensors,
+            or CPU tensors under ``TRITON_INTERPRET=1``).
         level_start_index: (L,) first token of each level (tensor or ints), checked against
             ``spatial_shapes``; None computes it.
 
@@ -131,4 +151,6 @@ def ms_deform_attn_on_levels(value: Tensor, levels: Levels, sampling_locations: 
             return ms_deform_attn_loop(value, levels, sampling_locations, attention_weights)
         if chosen == "grid_sample":
             return ms_deform_attn_grid_sample(value, levels, sampling_locations, attention_weights)
+        if chosen == "triton":
+            return run_triton_op(value, levels, sampling_locations, attention_weights)
         return run_kernel_op(value, levels, sampling_locations, attention_weights)  # "cuda" or "cpu"
