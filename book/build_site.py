@@ -238,7 +238,14 @@ def build_site(paths: list[Path], out: Path, fast: bool, readme: Path | None = N
         except Exception as error:  # nbclient's CellExecutionError, CellTimeoutError, DeadKernelError
             failure = build.failures[chapter.path.stem] = last_line(error)
         page = out / chapter.page
-        page.write_text(chapter_page(nb, chapters, i, failure), encoding="utf-8")
+        try:
+            text = chapter_page(nb, chapters, i, failure)
+        except Exception as error:  # a page that cannot be rendered still gets its navigation and error
+            failure = build.failures[chapter.path.stem] = f"rendering failed: {last_line(error)}"
+            text = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(chapter.name)}"
+                    f"</title></head><body>{NAV_STYLE}{navigation(chapters, i)}<h1>{html.escape(chapter.name)}</h1>"
+                    f"<p>This page could not be rendered: <code>{html.escape(failure)}</code></p></body></html>\n")
+        page.write_text(text, encoding="utf-8")
         build.pages.append(page)
         build.seconds[chapter.path.stem] = time.perf_counter() - start
         status = "executed and rendered" if failure is None else f"FAILED ({failure}), rendered"

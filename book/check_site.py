@@ -5,8 +5,8 @@
 For each ``*.html`` of the site folder the page is loaded from disk (``file://``, no server, no
 network) and checked:
 
-* no raw TeX in the text a reader sees outside code: no ``$$``, ``\\(``, ``\\[`` nor a TeX command
-  such as ``\\frac`` (the formulas must have become MathML), and every ``<math>`` has a size;
+* no raw TeX in the text a reader sees outside code: no ``$$``, ``$...$``, ``\\(``, ``\\[`` nor a TeX
+  command such as ``\\frac`` (the formulas must have become MathML), and every ``<math>`` has a size;
 * every image loaded (``complete`` and ``naturalWidth > 0``);
 * every link resolves: a relative link names a file of the site (and, with ``#id``, an element of
   that page); a link to another site is counted, not followed (the check runs offline);
@@ -44,10 +44,10 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 # what a reader sees, outside code: raw TeX means a formula was not rendered
 PAGE_FACTS = r"""
 const shown = document.body.cloneNode(true);
-shown.querySelectorAll('pre, code, script, style, .jp-InputArea, .highlight').forEach(e => e.remove());
+shown.querySelectorAll('pre, code, script, style, .jp-CodeCell .jp-InputArea, .highlight').forEach(e => e.remove());
 const text = shown.textContent;
 const raw = [];
-for (const pattern of [/\$\$/g, /\\\(/g, /\\\[/g, /\\(frac|sum|mathrm|hat|cdot|times|sqrt|alpha|mathcal)\b/g]) {
+for (const pattern of [/\$\$/g, /\$[^\s$][^$]*\$/g, /\\\(/g, /\\\[/g, /\\(frac|sum|mathrm|hat|cdot|times|sqrt|alpha|mathcal)\b/g]) {
   for (const m of text.matchAll(pattern)) {
     raw.push(text.slice(Math.max(0, m.index - 40), m.index + 40).replace(/\s+/g, ' '));
     if (raw.length > 5) break;

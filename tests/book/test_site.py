@@ -249,9 +249,38 @@ def test_the_browser_check_finds_raw_tex_and_a_broken_image(tmp_path):
         pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
     site = tmp_path / "site"
     site.mkdir()
-    (site / "bad.html").write_text('<html><body><p>$$\\frac{a}{b}$$</p><img src="missing.png">'
+    markdown_cell = '<div class="jp-MarkdownCell"><div class="jp-InputArea"><p>cost $N_q$ here</p></div></div>'
+    code_cell = '<div class="jp-CodeCell"><div class="jp-InputArea"><span>x = "$$ \\\\frac"</span></div></div>'
+    (site / "bad.html").write_text(f'<html><body>{markdown_cell}{code_cell}<img src="missing.png">'
                                    '<a href="gone.html">x</a></body></html>')
     (report,) = checker.check_site(site, tmp_path / "shots", chromium)
-    assert any(p.startswith("raw TeX") for p in report.problems), report.problems
+    raw = [p for p in report.problems if p.startswith("raw TeX")]
+    assert len(raw) == 1 and "cost $N_q$ here" in raw[0], report.problems  # the code cell's source is not text
     assert any(p.startswith("image 0 did not load") for p in report.problems), report.problems
     assert "link 'gone.html': gone.html is not in the site" in report.problems
+
+
+def test_make_book_exits_non_zero_when_a_chapter_failed(tmp_path, monkeypatch, capsys):
+    """main() passes the mode and the budgets on, and exits 1 when build_site reports a failure."""
+    book = tmp_path / "book"
+    book.mkdir()
+    for name in ("01_first.ipynb", "02_second.ipynb"):
+        (book / name).write_text(json.dumps(tiny_chapter("1. First", "red")))
+    calls = []
+
+    def fake_build(paths, out, fast, timeout_s, budget_s):
+        calls.append(([p.name for p in paths], fast, timeout_s, budget_s))
+        failures = {"02_second": "ValueError: broken"} if len(calls) == 1 else {}
+        return SITE.SiteBuild(pages=[out / "index.html"], failures=failures)
+
+    monkeypatch.setattr(SITE, "build_site", fake_build)
+    monkeypatch.setenv("DDETR_EDU_FAST", "1")
+    assert SITE.main(["--book", str(book), "--out", str(tmp_path / "site"), "--cell-timeout", "5"]) == 1
+    assert "1 of 2 notebook(s) failed: 02_second" in capsys.readouterr().err
+    assert calls[0] == (["01_first.ipynb", "02_second.ipynb"], True, 5, SITE.CHAPTER_BUDGET_S)
+    monkeypatch.setenv("DDETR_EDU_FAST", "0")
+    assert SITE.main(["--book", str(book), "--out", str(tmp_path / "site"), "--only", "2"]) == 0
+    assert calls[1] == (["02_second.ipynb"], False, SITE.CELL_TIMEOUT_S, SITE.CHAPTER_BUDGET_S)
+    with pytest.raises(SystemExit) as stop:
+        SITE.main(["--book", str(tmp_path), "--out", str(tmp_path / "site")])
+    assert stop.value.code == 2 and "no notebook" in capsys.readouterr().err
