@@ -1,6 +1,6 @@
 """Render the book, executed, as a static HTML site that can be read without running anything.
 
-    python book/build_site.py [--fast] [--out build/book] [--only 02 05]
+    python book/build_site.py [--fast] [--out build/book] [--only 02 05] [--cell-timeout S] [--chapter-budget S]
 
 writes ``index.html`` (the table of contents: each page's title and its line from the table in
 book/README.md) and one page per notebook, ``NN_name.html``, with links to the previous page, the
@@ -117,10 +117,9 @@ def execute_chapter(path: Path, fast: bool, timeout_s: int = CELL_TIMEOUT_S,
     Returns the executed notebook (nbformat NotebookNode). DDETR_EDU_FAST is "1" or "0"; the inline
     matplotlib backend turns every shown figure into an image/png output. Each cell may take
     ``timeout_s`` seconds and, with ``budget_s``, all cells together ``budget_s`` seconds (from the
-    start of the first cell). A
-    failing cell raises nbclient's CellExecutionError naming the cell and its error, a cell past
-    its time CellTimeoutError; ``nb``, when given, is the notebook executed in place, so that the
-    outputs before the failure stay in it.
+    start of the first cell). A failing cell raises nbclient's CellExecutionError naming the cell
+    and its error, a cell past its time CellTimeoutError; ``nb``, when given, is the notebook
+    executed in place, so that the outputs before the failure stay in it.
     """
     import nbclient
     import nbformat
