@@ -6,7 +6,8 @@ on the reader's answer to exercise N.k. Every check computes what it expects wit
 the inputs the exercise states, then:
 
 * prints "Exercise N.k: not answered yet" when the answer is still None;
-* raises AssertionError saying what differs when the answer is wrong;
+* raises AssertionError saying what differs when the answer is wrong (which entries, too large or
+  too small), without giving the expected value away;
 * prints "Exercise N.k: correct" when it is right.
 """
 from __future__ import annotations
@@ -38,13 +39,35 @@ def assert_close(label: str, answer, expected, what: str, atol: float = 1e-6, rt
     want = torch.as_tensor(expected, dtype=torch.float64)
     assert got.shape == want.shape, (f"Exercise {label}: {what} should have shape {tuple(want.shape)}, "
                                      f"got {tuple(got.shape)}")
-    assert torch.allclose(got, want, atol=atol, rtol=rtol, equal_nan=False), (
-        f"Exercise {label}: {what} is {_short(got)}, expected {_short(want)} (to {atol:g})")
+    wrong = ~torch.isclose(got, want, atol=atol, rtol=rtol)
+    assert not wrong.any(), f"Exercise {label}: {what} is {_short(got)}: {_which(got, want, wrong)}"
 
 
 def assert_equal(label: str, answer, expected, what: str) -> None:
     """AssertionError naming ``what`` unless ``answer == expected`` (ints, tuples, lists)."""
-    assert _plain(answer) == _plain(expected), f"Exercise {label}: {what} is {answer!r}, expected {expected!r}"
+    got, want = _plain(answer), _plain(expected)
+    if got == want:
+        return
+    if isinstance(got, (int, float)) and isinstance(want, (int, float)):
+        hint = "too large" if got > want else "too small"
+    elif isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        differ = [str(i) for i, (a, b) in enumerate(zip(got, want)) if a != b]
+        hint = f"entry {differ[0]} differs" if len(differ) == 1 else f"entries {', '.join(differ)} differ"
+    else:
+        hint = f"expected {len(want) if isinstance(want, list) else 1} value(s)"
+    raise AssertionError(f"Exercise {label}: {what} is {answer!r}: not the library's ({hint})")
+
+
+def _which(got: torch.Tensor, want: torch.Tensor, wrong: torch.Tensor) -> str:
+    """Which entries differ from the library's, and how: never the expected values themselves."""
+    def how(a: torch.Tensor, b: torch.Tensor) -> str:
+        return "not a number" if a.isnan() else "too large" if a > b else "too small"
+
+    if got.dim() == 0:
+        return how(got, want)
+    entries = [f"{tuple(i) if len(i) > 1 else i[0]} {how(got[tuple(i)], want[tuple(i)])}"
+               for i in wrong.nonzero().tolist()[:6]]
+    return "entry " + ", ".join(entries) + ("" if int(wrong.sum()) <= 6 else ", ...")
 
 
 def _plain(value):

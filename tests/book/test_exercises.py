@@ -8,7 +8,8 @@ and calls the check. Three kinds of test:
 * the stored chapters follow the convention (fast, no kernel);
 * each solution, run on its own (the chapter's exercise import cell, then the solution cell, in
   book/ as the chapter would), passes its check, and the check raises AssertionError on a wrong
-  answer derived from the solution's (fast, no kernel);
+  answer derived from the solution's, saying what differs but not the expected value (fast, no
+  kernel);
 * in the chapters executed in fast mode (the same run as tests/book/test_chapters.py), every
   check cell said "not answered yet" and every solution cell said "correct".
 """
@@ -119,6 +120,28 @@ def test_convention_check_names_each_breach():
     assert convention_problems(answered, 4) == ["exercise 4.1 (cell 3): the answer cell should hold None and no check"]
     assert convention_problems(good + [md("More.")], 4) == [
         "cells follow the last exercise's solution: the exercises end the chapter"]
+
+
+def test_checks_say_what_differs_without_giving_the_answer_away(monkeypatch):
+    monkeypatch.syspath_prepend(str(BOOK))
+    from exercises import assert_close, assert_equal
+
+    with pytest.raises(AssertionError, match=r"^Exercise 9.9: the read is 1.5: too small$"):
+        assert_close("9.9", 1.5, 2.25, "the read")
+    with pytest.raises(AssertionError, match=r"entry 1 too large$"):
+        assert_close("9.9", [1.0, 3.0], [1.0, 2.25], "the pair")
+    with pytest.raises(AssertionError, match=r"entry \(0, 1\) not a number$"):
+        assert_close("9.9", [[1.0, float("nan")]], [[1.0, 2.25]], "the row")
+    with pytest.raises(AssertionError, match=r"should have shape \(2,\), got \(3,\)"):
+        assert_close("9.9", [1, 2, 3], [1, 2], "the pair")
+    with pytest.raises(AssertionError, match=r"is 7: not the library's \(too small\)$"):
+        assert_equal("9.9", 7, 12, "the count")
+    with pytest.raises(AssertionError, match=r"\(entry 0 differs\)$"):
+        assert_equal("9.9", (3, 2), [0, 2], "the matching")
+    with pytest.raises(AssertionError, match=r"\(entries 0, 1 differ\)$"):
+        assert_equal("9.9", [3, 1], [0, 2], "the matching")
+    assert_close("9.9", torch.tensor([1.0, 2.25]), (1.0, 2.25), "the pair")
+    assert_equal("9.9", (0, 2.0), [0, 2], "the matching")
 
 
 def test_wrong_answers_differ():
