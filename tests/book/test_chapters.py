@@ -12,16 +12,12 @@ those tests are skipped with the reason, and the checks of the stored files stil
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-BOOK = Path(__file__).resolve().parents[2] / "book"
-CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+from book_helpers import BOOK, CHAPTERS, load_site_builder, needs_book_extra, run_in_fast_mode
 # Chapters whose full mode takes under ~40 s, wall time of `python book/build_site.py --only NN`
 # measured one at a time on 2 CPU cores under a load average of 9-12: 02 23 s, 07 36 s, 09 38 s,
 # 11 39 s (05: 46 s, left out).
@@ -30,20 +26,6 @@ FULL_MODE_CHAPTERS = ["02_bilinear_sampling.ipynb", "07_matching_losses.ipynb", 
 CAPTION = re.compile(r"\*\*Figure (\d+)\.(\d+)\*\*")
 MENTION = re.compile(r"Figure (\d+)\.(\d+)")
 IMAGE_TYPES = ("image/png", "image/gif", "image/svg+xml", "image/jpeg")
-
-
-def load_site_builder():
-    """book/build_site.py as a module (book/ is not a package): its execute_chapter runs chapters."""
-    if "book_build_site" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("book_build_site", BOOK / "build_site.py")
-        sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules["book_build_site"]
-
-
-def needs_book_extra():
-    for module in ("nbformat", "nbclient", "ipykernel", "matplotlib_inline"):
-        pytest.importorskip(module, reason=f"running the book needs {module}: pip install -e \".[book]\"")
 
 
 def captions(cells) -> list[tuple[int, int, int]]:
@@ -111,12 +93,10 @@ def test_chapter_is_stored_without_outputs(path):
 
 @pytest.fixture(scope="module", params=CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def fast_run(request):
-    """(path, executed notebook or None, the error that stopped it or None), once per chapter."""
+    """(path, executed notebook or None, the error that stopped it or None), once per chapter and
+    session (book_helpers.run_in_fast_mode: the exercise tests read the same run)."""
     needs_book_extra()
-    try:
-        return request.param, load_site_builder().execute_chapter(request.param, fast=True), None
-    except Exception as error:  # nbclient's CellExecutionError and kin: reported by the test below
-        return request.param, None, error
+    return (request.param, *run_in_fast_mode(request.param))
 
 
 def test_chapter_runs_in_fast_mode(fast_run):
