@@ -199,7 +199,8 @@ def _refuse_contradictions(args: argparse.Namespace, checkpoint: dict, model_val
     if changes:
         given = f"--preset {args.preset}" if args.preset else "--set"
         raise UsageError(f"{given} would change the model that --resume {args.resume} continues ({_listed(changes)}); "
-                         f"leave it out, or start a new run without --resume")
+                         f"leave it out, or start a new run from its weights with --init-from {args.resume} "
+                         f"instead of --resume")
     if args.train_preset:
         resumed = with_overrides(TrainConfig.from_dict(checkpoint["train_config"]), train_values)
         asked_train = with_overrides(train_preset(args.train_preset), train_values)
@@ -358,10 +359,9 @@ def _run_overfit_check(args: argparse.Namespace) -> int:
     steps = MAX_STEPS if args.overfit_steps is None else args.overfit_steps
     if steps < 1:
         raise UsageError(f"--overfit-steps: expected >= 1, got {steps}")
-    model_cfg, train_cfg = train_configs(args)
-    with usage_errors():
-        init_from = _init_weights(args) if args.init_from is not None else None
-        result = overfit_check(model_cfg, train_cfg, args.data, init_from=init_from, max_steps=steps)
+    model_cfg, train_cfg = train_configs(args)  # checks the data folder, the configs and --init-from
+    init_from = _init_weights(args) if args.init_from is not None else None
+    result = overfit_check(model_cfg, train_cfg, args.data, init_from=init_from, max_steps=steps)
     print(result.summary())
     return 0 if result.reached else 1
 

@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     results: dict[str, Any] = {
         "command": "python -m experiments.finetune_vs_scratch " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "machine": (f"{platform.processor() or platform.machine()}, {args.processes} runs at a time with 1 thread each, "
-                    f"torch {torch.__version__}"),
+        "machine": (f"{platform.processor() or platform.machine()}, {args.processes} runs at a time with 1 thread "
+                    f"each, torch {torch.__version__}"),
         "date": datetime.date.today().isoformat(),
         "task": dataclasses.asdict(task),
         "task_description": ("64 px images, rougher background (texture 80, noise 10), objects 8-40 px, 3 classes "

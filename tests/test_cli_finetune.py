@@ -94,6 +94,10 @@ def test_resume_on_other_classes_advises_init_from_not_num_classes(three_classes
                  str(tmp_path / "out")]) == 2
     err = _one_line_error(capsys)
     assert f"start a new run with --init-from {five_class_checkpoint}" in err and "num_classes >=" not in err
+    assert main(["train", "--resume", str(five_class_checkpoint), "--set", "num_classes=3", "--data",
+                 str(three_classes), "--out", str(tmp_path / "out")]) == 2
+    err = _one_line_error(capsys)
+    assert "num_classes 5 -> 3" in err and f"with --init-from {five_class_checkpoint} instead of --resume" in err
 
 
 def test_whole_detectors_given_as_pretrained_path_say_what_they_are(three_classes, five_class_checkpoint, tmp_path,

@@ -85,7 +85,8 @@ def _is_state_dict(content: Any) -> bool:
 
 def looks_like_imagenet_resnet(state_dict: Mapping[str, Any]) -> bool:
     """A torchvision ImageNet ResNet's state_dict (``conv1.weight``, ``layer1.*``, ``fc.weight``)."""
-    return "conv1.weight" in state_dict and "fc.weight" in state_dict and any(k.startswith("layer1.") for k in state_dict)
+    return ("conv1.weight" in state_dict and "fc.weight" in state_dict
+            and any(k.startswith("layer1.") for k in state_dict))
 
 
 def describe_weights_file(content: Any) -> str | None:
@@ -116,8 +117,8 @@ def read_init_weights(source: str | os.PathLike) -> InitWeights:
                            config_from_dict(card["model_config"]), list(card["class_names"]))
     path = os.fspath(source)
     if os.path.isdir(path):
-        raise ValueError(f"--init-from {path} is a folder; expected a checkpoint file (e.g. {Path(path) / 'checkpoint_best.pth'}) "
-                         f"or the word {REFERENCE!r}")
+        raise ValueError(f"--init-from {path} is a folder; expected a checkpoint file (e.g. "
+                         f"{Path(path) / 'checkpoint_best.pth'}) or the word {REFERENCE!r}")
     content = safe_torch_load(path)
     kind = kind_of(content)
     if kind == "ddetr_edu":
@@ -155,7 +156,8 @@ def _mismatch_fix(weights: InitWeights) -> str:
                 f"--set pretrained_path={weights.name} instead of --init-from")
     if weights.model_config is None:
         return "give the --preset and --set values of the model these weights belong to"
-    return "leave out the --preset / model --set values that change the architecture (the source's config is used without them)"
+    return ("leave out the --preset / model --set values that change the architecture (the source's config is "
+            "used without them)")
 
 
 def match_tensors(own: Mapping[str, Tensor], weights: InitWeights, class_names: list[str] | None = None) -> InitReport:

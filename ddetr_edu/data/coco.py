@@ -197,7 +197,8 @@ class CocoDetection(Dataset):
             labels_per_image[ann["image_id"]].append(self.category_id_to_label[ann["category_id"]])
         if clipped or dropped:
             def ids(found: list[int]) -> str:
-                return f" (annotation ids {', '.join(map(str, found[:8]))}{', ...' if len(found) > 8 else ''})" if found else ""
+                shown = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
+                return f" (annotation ids {shown})" if found else ""
 
             warnings.warn(f"{self.ann_file}: {len(clipped)} boxes clipped to their image{ids(clipped)} and "
                           f"{len(dropped)} boxes dropped (no area inside the image){ids(dropped)}", stacklevel=3)

@@ -74,7 +74,8 @@ class ShapesConfig:
         unknown = [name for name in self.shapes if name not in SHAPE_NAMES]
         if not self.shapes or unknown or len(set(self.shapes)) != len(self.shapes):
             raise ValueError(f"ShapesConfig: shapes must be distinct names from {SHAPE_NAMES}, got {self.shapes}")
-        if self.class_names and (len(self.class_names) != len(self.shapes) or len(set(self.class_names)) != len(self.shapes)):
+        names = self.class_names
+        if names and (len(names) != len(self.shapes) or len(set(names)) != len(names)):
             raise ValueError(f"ShapesConfig: class_names must be {len(self.shapes)} distinct names (one per shape "
                              f"drawn) or empty, got {self.class_names}")
 

@@ -98,7 +98,8 @@ def fit(
     """Train the detector of ``model_cfg`` on ``data_root`` with ``train_cfg``; see module docstring.
 
     ``resume`` continues a run from its checkpoint; ``init_from`` (``"reference"``, a checkpoint
-    or state_dict file, or :class:`~ddetr_edu.checkpoints.init_weights.InitWeights` already read) starts a new run from trained weights, and then ``model_cfg`` may be None
+    or state_dict file, or :class:`~ddetr_edu.checkpoints.init_weights.InitWeights` already read)
+    starts a new run from trained weights, and then ``model_cfg`` may be None
     (the source's config with the data's class count). The two exclude each other.
 
     Under torchrun, initialise the process group first (:func:`ddetr_edu.training.distributed.init_from_env`,
