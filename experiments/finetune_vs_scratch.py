@@ -18,6 +18,7 @@ and ``finetune_vs_scratch.md`` (the table). Data and run folders go to ``--work`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(arm, seed, data, args.work, steps_per_eval, evals) for seed in SEEDS for arm in ARMS]
-    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:  # runs are independent
-        for run in pool.imap_unordered(_run_job, jobs):
+    pool = multiprocessing.get_context("spawn").Pool(args.processes) if args.processes > 1 else None
+    with pool or contextlib.nullcontext():  # runs are independent: several at a time give the same numbers
+        for run in (pool.imap_unordered(_run_job, jobs) if pool else map(_run_job, jobs)):
             results["runs"].append(run)
             results["runs"].sort(key=lambda r: (r["seed"], list(ARMS).index(r["arm"])))
             print(f"{run['arm']} seed {run['seed']}: AP {' '.join(f'{ap:.3f}' for ap in run['AP'])} "
