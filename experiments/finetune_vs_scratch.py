@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     make_shapes_dataset(data, task, num_workers=0)
     torch.set_num_threads(1)
     results: dict[str, Any] = {
-        "command": "python -m experiments.finetune_vs_scratch " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python -m experiments.finetune_vs_scratch",
+                             shlex.join(sys.argv[1:] if argv is None else argv)]).strip(),
         "machine": (f"{platform.processor() or platform.machine()}, {args.processes} runs at a time with 1 thread "
                     f"each, torch {torch.__version__}"),
         "date": datetime.date.today().isoformat(),
