@@ -45,8 +45,9 @@ class OverfitResult:
             return (f"overfit check passed: {trend} (below {target:.3f}, {self.target_fraction:.0%} of the first) in "
                     f"{self.steps} steps on one batch of {self.images} images; the model, loss and data can learn")
         return (f"overfit check FAILED: {trend} after {self.steps} steps on one batch of {self.images} images, not "
-                f"below {target:.3f} ({self.target_fraction:.0%} of the first); look at the boxes and labels "
-                f"(ddetr-edu visualize, or draw them), try another lr, or allow more steps (--overfit-steps)")
+                f"below {target:.3f} ({self.target_fraction:.0%} of the first); draw a few boxes on their images "
+                f"(CocoDetection(...).load_raw) and check the labels, try another lr, or allow more steps "
+                f"(--overfit-steps)")
 
 
 def overfit_batch(model: nn.Module, criterion: nn.Module, batch: tuple, cfg: TrainConfig, *,

@@ -35,7 +35,7 @@ def test_too_few_steps_is_a_failure_naming_what_to_look_at():
     result = overfit_batch(TinyDetector(dropout=0.0), DetectionLoss(NUM_CLASSES, HungarianMatcher()), _batch(), CFG,
                            device=torch.device("cpu"), max_steps=2)
     assert not result.reached and result.steps == 2
-    assert result.summary().startswith("overfit check FAILED: ") and "boxes and labels" in result.summary()
+    assert result.summary().startswith("overfit check FAILED: ") and "draw a few boxes" in result.summary()
 
 
 @pytest.mark.parametrize("options, message", [({"target_fraction": 1.5}, "target_fraction"),
