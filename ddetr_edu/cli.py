@@ -288,17 +288,19 @@ def _resume_checkpoint(path: Path) -> dict:
     from ddetr_edu.checkpoints.reference import WEIGHTS_FILE
     from ddetr_edu.checkpoints.safe_load import safe_torch_load
 
-    content = safe_torch_load(path)
-    if kind_of(content) == "ddetr_edu" or not isinstance(content, dict):
-        return load_checkpoint(path)  # its own checks and messages
-    source = "reference" if path.resolve() == WEIGHTS_FILE.resolve() else str(path)
-    if kind_of(content) == "official":
-        what = "an official Deformable DETR checkpoint"
-    elif content and all(isinstance(value, torch.Tensor) for value in content.values()):
-        what = ("the shipped reference model's weights (a bare state_dict)" if source == "reference"
-                else f"a bare state_dict ({len(content)} tensors, weights only)")
-    else:
+    try:
         return load_checkpoint(path)
+    except ValueError as refused:
+        content = safe_torch_load(path)  # read again, only to say what the file is
+        if kind_of(content) == "official":
+            what = "an official Deformable DETR checkpoint"
+        elif isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
+            what = (f"a bare state_dict ({len(content)} tensors, weights only)"
+                    if path.resolve() != WEIGHTS_FILE.resolve() else
+                    "the shipped reference model's weights (a bare state_dict)")
+        else:
+            raise refused
+    source = "reference" if path.resolve() == WEIGHTS_FILE.resolve() else str(path)
     raise ValueError(f"--resume {path} is {what}, not a training checkpoint of a run to continue; to start a new "
                      f"run from its weights use --init-from {source}")
 

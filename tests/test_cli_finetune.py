@@ -86,6 +86,12 @@ def test_resume_of_weights_only_files_is_a_short_line_pointing_to_init_from(thre
     assert main(["train", "--resume", str(bare), "--data", str(three_classes), "--out", str(tmp_path)]) == 2
     err = _one_line_error(capsys)
     assert "is a bare state_dict" in err and f"--init-from {bare}" in err and len(err) < 400
+    official = tmp_path / "official.pth"
+    torch.save({"model": torch.load(bare, weights_only=True), "args": argparse.Namespace(backbone="resnet50")},
+               official)
+    assert main(["train", "--resume", str(official), "--data", str(three_classes), "--out", str(tmp_path)]) == 2
+    err = _one_line_error(capsys)
+    assert "is an official Deformable DETR checkpoint" in err and f"--init-from {official}" in err
 
 
 def test_resume_on_other_classes_advises_init_from_not_num_classes(three_classes, five_class_checkpoint, tmp_path,
