@@ -363,6 +363,8 @@ def _run_overfit_check(args: argparse.Namespace) -> int:
         raise UsageError(f"--overfit-steps: expected >= 1, got {steps}")
     model_cfg, train_cfg = train_configs(args)  # checks the data folder, the configs and --init-from
     init_from = _init_weights(args) if args.init_from is not None else None
+    print(f"overfit check: training on the first {train_cfg.batch_size} training images alone, at most {steps} "
+          f"steps ...", flush=True)
     result = overfit_check(model_cfg, train_cfg, args.data, init_from=init_from, max_steps=steps)
     print(result.summary())
     return 0 if result.reached else 1

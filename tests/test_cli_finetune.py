@@ -136,7 +136,7 @@ def test_overfit_batch_says_in_one_line_whether_it_got_there_and_writes_nothing(
                  "--data", str(three_classes), "--out", str(out), "--set", "batch_size=2", "--set", "image_size=32"])
     printed = capsys.readouterr().out.splitlines()
     assert code == 1 and printed[-1].startswith("overfit check FAILED: loss ") and "after 2 steps" in printed[-1]
-    assert len(printed) == 1
+    assert len(printed) == 2 and printed[0].startswith("overfit check: training on the first 2 training images")
     assert not out.exists()
     assert main(["train", "--overfit-steps", "5", "--data", str(three_classes), "--out", str(out)]) == 2
     assert "--overfit-steps goes with --overfit-batch" in _one_line_error(capsys)
