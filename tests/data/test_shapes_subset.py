@@ -39,3 +39,17 @@ def test_a_manifest_older_than_the_new_fields_reads_as_their_defaults(tmp_path):
 def test_bad_subsets_are_value_errors(fields, message):
     with pytest.raises(ValueError, match=message):
         ShapesConfig(**fields)
+
+
+def test_the_demo_finds_a_dataset_older_than_the_new_fields_ready(tmp_path):
+    from ddetr_edu.demo import shapes_dataset_is_ready
+
+    config = ShapesConfig(seed=5, num_train=2, num_val=1, image_size=32, min_size=8, max_size=16)
+    make_shapes_dataset(tmp_path, config, num_workers=0)
+    for split in ("train", "val"):
+        path = tmp_path / f"{split}.json"
+        content = json.loads(path.read_text())
+        del content["info"]["config"]["shapes"], content["info"]["config"]["class_names"]
+        path.write_text(json.dumps(content))
+    assert shapes_dataset_is_ready(tmp_path, config)
+    assert not shapes_dataset_is_ready(tmp_path, SUBSET)
