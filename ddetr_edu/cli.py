@@ -4,6 +4,8 @@
     ddetr-edu train --preset shapes_cpu --data data/shapes --out runs/shapes [--epochs N]
                     [--train-preset shapes_cpu] [--resume runs/shapes/checkpoint_last.pth | --overwrite]
                     [--set lr=1e-4 --set num_queries=50 ...]
+    ddetr-edu train --init-from reference --data my_data --out runs/mine     (fine-tuning)
+    ddetr-edu train --data my_data --out runs/check --overfit-batch         (sanity check)
     ddetr-edu eval --checkpoint runs/shapes/checkpoint_best.pth --data data/shapes
     ddetr-edu eval --checkpoint r50_deformable_detr.pth --data /path/to/coco   (official weights)
     ddetr-edu demo --data data/shapes --out runs/demo [--quick | --epochs N]
@@ -161,6 +163,16 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, default=None,
                         help="continue from this checkpoint (its model and training configs are used; a "
                              "--preset or --set that would change its model is refused)")
+    parser.add_argument("--init-from", default=None, metavar="CKPT",
+                        help="start a new run from trained weights: 'reference' (the shipped model), one of our "
+                             "checkpoints, an official checkpoint or a bare state_dict; its model config unless "
+                             "--preset/--set say otherwise; the class head starts afresh for other classes")
+    parser.add_argument("--overfit-batch", action="store_true",
+                        help="sanity check before a long run: train on the first batch alone until the loss is "
+                             "below 5%% of its first value (or --overfit-steps pass), say whether it got there "
+                             "(exit 0) or not (exit 1); writes nothing")
+    parser.add_argument("--overfit-steps", type=int, default=None,
+                        help="with --overfit-batch: the most steps (default: 400)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a ModelConfig or TrainConfig field (prefix model./train. if ambiguous)")
 
@@ -187,7 +199,8 @@ def _refuse_contradictions(args: argparse.Namespace, checkpoint: dict, model_val
     if changes:
         given = f"--preset {args.preset}" if args.preset else "--set"
         raise UsageError(f"{given} would change the model that --resume {args.resume} continues ({_listed(changes)}); "
-                         f"leave it out, or start a new run without --resume")
+                         f"leave it out, or start a new run from its weights with --init-from {args.resume} "
+                         f"instead of --resume")
     if args.train_preset:
         resumed = with_overrides(TrainConfig.from_dict(checkpoint["train_config"]), train_values)
         asked_train = with_overrides(train_preset(args.train_preset), train_values)
@@ -216,26 +229,80 @@ def train_configs(args: argparse.Namespace):
 
     model_values, train_values = split_overrides(args.set)
     train_values |= _given(epochs=args.epochs, batch_size=args.batch_size)
+    init_from = getattr(args, "init_from", None)
+    if args.resume is not None and init_from is not None:
+        raise UsageError("--init-from and --resume exclude each other: --resume continues a run from its checkpoint, "
+                         "--init-from starts a new run from trained weights; give one")
     with usage_errors():
-        trained_on = None
+        trained_on, fix = None, None
         if args.resume is not None:
-            checkpoint = load_checkpoint(args.resume)
+            checkpoint = _resume_checkpoint(args.resume)
             model_cfg = config_from_dict(checkpoint["model_config"])
             train_cfg = TrainConfig.from_dict(checkpoint["train_config"])
             trained_on = checkpoint.get("class_names")  # None in checkpoints older than the key
+            fix = (f"--resume continues this model as it is; to train it on these classes start a new run with "
+                   f"--init-from {args.resume} (the class head starts afresh)")
         else:
             preset = args.preset or "shapes_cpu"
             model_cfg = get_preset(preset)
-            train_cfg = train_preset(args.train_preset or ("shapes_cpu" if preset == "shapes_cpu" else "coco"))
+            if init_from is not None and not args.preset:
+                model_cfg = _init_weights(args).model_config or model_cfg  # a bare state_dict has none
+            small = model_cfg.backbone.arch == "small_cnn" if init_from is not None else preset == "shapes_cpu"
+            train_cfg = train_preset(args.train_preset or ("shapes_cpu" if small else "coco"))
         # both splits must exist, and have the same categories (build_datasets checks): read the smaller
         class_names = read_class_names(find_data(args.data).val_annotations)
         if args.resume is None:
             model_values.setdefault("num_classes", str(len(class_names)))
+            if init_from is not None:  # every backbone weight comes from the source
+                model_values.setdefault("pretrained_path", "none")
         else:  # a --preset, --train-preset or model --set that contradicts the checkpoint
             _refuse_contradictions(args, checkpoint, model_values, train_values, len(class_names))
         model_cfg, train_cfg = with_overrides(model_cfg, model_values), with_overrides(train_cfg, train_values)
-        check_classes(model_cfg, class_names, trained_on)
+        check_classes(model_cfg, class_names, trained_on, fix)
+        if model_cfg.backbone.pretrained_path is not None:  # a whole detector given as backbone weights
+            from ddetr_edu.models.resnet import read_backbone_weights
+
+            read_backbone_weights(model_cfg.backbone.pretrained_path, model_cfg.backbone.arch)
+        if init_from is not None:  # the architectures must fit before anything is written
+            from ddetr_edu.checkpoints.init_weights import check_fits
+
+            check_fits(model_cfg, _init_weights(args), class_names)
         return model_cfg, train_cfg
+
+
+def _init_weights(args: argparse.Namespace):
+    """The weights of ``--init-from``, read once per command (kept on ``args``)."""
+    from ddetr_edu.checkpoints.init_weights import read_init_weights
+
+    if getattr(args, "_init_weights", None) is None:
+        args._init_weights = read_init_weights(args.init_from)
+    return args._init_weights
+
+
+def _resume_checkpoint(path: Path) -> dict:
+    """Our training checkpoint at ``path``; a file of another kind is a ValueError saying what it
+    is and that ``--init-from`` starts a new run from it."""
+    import torch
+
+    from ddetr_edu.checkpoints import kind_of, load_checkpoint
+    from ddetr_edu.checkpoints.reference import WEIGHTS_FILE
+    from ddetr_edu.checkpoints.safe_load import safe_torch_load
+
+    try:
+        return load_checkpoint(path)
+    except ValueError as refused:
+        content = safe_torch_load(path)  # read again, only to say what the file is
+        if kind_of(content) == "official":
+            what = "an official Deformable DETR checkpoint"
+        elif isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
+            what = (f"a bare state_dict ({len(content)} tensors, weights only)"
+                    if path.resolve() != WEIGHTS_FILE.resolve() else
+                    "the shipped reference model's weights (a bare state_dict)")
+        else:
+            raise refused
+    source = "reference" if path.resolve() == WEIGHTS_FILE.resolve() else str(path)
+    raise ValueError(f"--resume {path} is {what}, not a training checkpoint of a run to continue; to start a new "
+                     f"run from its weights use --init-from {source}")
 
 
 def _check_run_folder(args: argparse.Namespace) -> None:
@@ -260,6 +327,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from ddetr_edu.data.folders import find_data
     from ddetr_edu.training.fit import fit
 
+    if args.overfit_batch:
+        return _run_overfit_check(args)
+    if args.overfit_steps is not None:
+        raise UsageError("--overfit-steps goes with --overfit-batch")
     _check_run_folder(args)
     model_cfg, train_cfg = train_configs(args)
     with usage_errors():
@@ -267,7 +338,8 @@ def _run_train(args: argparse.Namespace) -> int:
         device = resolve_device(train_cfg.device)
     context = init_from_env(device.type)
     try:
-        result = fit(model_cfg, train_cfg, args.data, args.out, resume=args.resume)
+        init_from = _init_weights(args) if args.init_from is not None else None
+        result = fit(model_cfg, train_cfg, args.data, args.out, resume=args.resume, init_from=init_from)
     finally:
         shutdown(context)
     if result.interrupted:  # fit said where it stopped and what it saved
@@ -278,6 +350,24 @@ def _run_train(args: argparse.Namespace) -> int:
     rank_zero_print(context, f"done: {result.epochs_completed} epochs, best AP {result.best_ap:.3f}; "
                              f"checkpoints in {result.run_dir}")
     return 0
+
+
+def _run_overfit_check(args: argparse.Namespace) -> int:
+    """``train --overfit-batch``: one line saying whether one batch is learnt; nothing is written."""
+    from ddetr_edu.training.overfit import MAX_STEPS, overfit_check
+
+    if args.resume is not None:
+        raise UsageError("--overfit-batch starts from the model's initial weights or --init-from; leave out --resume")
+    steps = MAX_STEPS if args.overfit_steps is None else args.overfit_steps
+    if steps < 1:
+        raise UsageError(f"--overfit-steps: expected >= 1, got {steps}")
+    model_cfg, train_cfg = train_configs(args)  # checks the data folder, the configs and --init-from
+    init_from = _init_weights(args) if args.init_from is not None else None
+    print(f"overfit check: training on the first {train_cfg.batch_size} training images alone, at most {steps} "
+          f"steps ...", flush=True)
+    result = overfit_check(model_cfg, train_cfg, args.data, init_from=init_from, max_steps=steps)
+    print(result.summary())
+    return 0 if result.reached else 1
 
 
 # ------------------------------------------------------------------------------------------ eval

@@ -91,6 +91,8 @@ def shapes_dataset_is_ready(data_dir: str | os.PathLike, config: ShapesConfig) -
         except (json.JSONDecodeError, UnicodeDecodeError):
             return False
         made_with = content.get("info", {}).get("config")
+        if isinstance(made_with, dict):  # a field newer than the file: its default
+            made_with = {**json.loads(json.dumps(dataclasses.asdict(ShapesConfig()))), **made_with}
         if made_with != json.loads(json.dumps(dataclasses.asdict(config))) or len(content.get("images", [])) != count:
             return False
         if not all((data_dir / "images" / split / image["file_name"]).is_file() for image in content["images"]):

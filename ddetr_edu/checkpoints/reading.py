@@ -45,8 +45,12 @@ def _described(content: Any) -> str:
     """What a file of neither kind holds, for the error message."""
     if not isinstance(content, Mapping):
         return f"a {type(content).__name__}"
+    if content and all(isinstance(value, torch.Tensor) for value in content.values()):
+        return (f"a bare state_dict of {len(content)} tensors (weights only); to start a new run from it: "
+                f"train --init-from FILE")
     fmt = f"format {content['format']!r}, " if "format" in content else ""
-    return f"a dict with {fmt}keys {sorted(map(str, content))}"
+    keys = sorted(map(str, content))
+    return f"a dict with {fmt}{len(keys)} keys {keys[:8]}{' ...' if len(keys) > 8 else ''}"
 
 
 def read_checkpoint(path: str | os.PathLike,

@@ -179,7 +179,8 @@ class CocoDetection(Dataset):
         """Per image: (T, 4) xyxy pixel boxes clipped to the image, (T,) contiguous labels."""
         boxes_per_image: dict[int, list] = {i: [] for i in self.image_ids}
         labels_per_image: dict[int, list] = {i: [] for i in self.image_ids}
-        clipped = dropped = 0
+        clipped: list[int] = []  # annotation ids
+        dropped: list[int] = []
         for ann in self.coco.dataset["annotations"]:
             if ann.get("iscrowd", 0):
                 continue
@@ -188,14 +189,19 @@ class CocoDetection(Dataset):
             x0, y0 = min(max(x, 0.0), info["width"]), min(max(y, 0.0), info["height"])
             x1, y1 = min(max(x + w, 0.0), info["width"]), min(max(y + h, 0.0), info["height"])
             if x1 <= x0 or y1 <= y0:
-                dropped += 1
+                dropped.append(ann["id"])
                 continue
-            clipped += (x0, y0, x1, y1) != (x, y, x + w, y + h)
+            if (x0, y0, x1, y1) != (x, y, x + w, y + h):
+                clipped.append(ann["id"])
             boxes_per_image[ann["image_id"]].append([x0, y0, x1, y1])
             labels_per_image[ann["image_id"]].append(self.category_id_to_label[ann["category_id"]])
         if clipped or dropped:
-            warnings.warn(f"{self.ann_file}: {clipped} boxes clipped to their image and {dropped} boxes "
-                          "dropped (no area inside the image)", stacklevel=3)
+            def ids(found: list[int]) -> str:
+                shown = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
+                return f" (annotation ids {shown})" if found else ""
+
+            warnings.warn(f"{self.ann_file}: {len(clipped)} boxes clipped to their image{ids(clipped)} and "
+                          f"{len(dropped)} boxes dropped (no area inside the image){ids(dropped)}", stacklevel=3)
         boxes = {i: torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for i, b in boxes_per_image.items()}
         labels = {i: torch.tensor(lab, dtype=torch.int64) for i, lab in labels_per_image.items()}
         return boxes, labels

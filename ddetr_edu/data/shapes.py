@@ -52,6 +52,8 @@ class ShapesConfig:
     noise_std: float = 4.0  # per-pixel Gaussian noise added over the whole image (0..255 scale)
     texture_strength: float = 40.0  # amplitude of the smooth background texture
     min_colour_distance: float = 90.0  # RGB distance between a shape and the mean background
+    shapes: tuple[str, ...] = SHAPE_NAMES  # the shapes drawn (a subset: another task), category ids 1..
+    class_names: tuple[str, ...] = ()  # the categories' names in the files (empty: the shapes' names)
 
     def __post_init__(self) -> None:
         if self.num_train < 0 or self.num_val < 0:
@@ -69,6 +71,18 @@ class ShapesConfig:
             raise ValueError(f"ShapesConfig: min_visible_fraction must be in [0, 1], got {self.min_visible_fraction}")
         if self.max_aspect < 1.0:
             raise ValueError(f"ShapesConfig: max_aspect must be >= 1, got {self.max_aspect}")
+        unknown = [name for name in self.shapes if name not in SHAPE_NAMES]
+        if not self.shapes or unknown or len(set(self.shapes)) != len(self.shapes):
+            raise ValueError(f"ShapesConfig: shapes must be distinct names from {SHAPE_NAMES}, got {self.shapes}")
+        names = self.class_names
+        if names and (len(names) != len(self.shapes) or len(set(names)) != len(names)):
+            raise ValueError(f"ShapesConfig: class_names must be {len(self.shapes)} distinct names (one per shape "
+                             f"drawn) or empty, got {self.class_names}")
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        """The names of categories 1, 2, ... in the annotation files."""
+        return self.class_names or self.shapes
 
 
 @dataclass(frozen=True)
@@ -182,12 +196,12 @@ def draw_shapes_image(rng: np.random.Generator, config: ShapesConfig) -> tuple[n
     target_count = int(rng.integers(config.min_objects, config.max_objects + 1))
     log_min, log_max, log_aspect = np.log(config.min_size), np.log(config.max_size), np.log(config.max_aspect)
     for _ in range(target_count):
-        name_index = int(rng.integers(len(SHAPE_NAMES)))
+        name_index = int(rng.integers(len(config.shapes)))
         for _attempt in range(config.placement_attempts):
             size = float(np.exp(rng.uniform(log_min, log_max)))
             aspect = float(np.exp(rng.uniform(-log_aspect, log_aspect)))
             cx, cy = rng.uniform(size / 2, side - size / 2, size=2)
-            outline = _shape_outline(SHAPE_NAMES[name_index], rng, cx, cy, size, aspect)
+            outline = _shape_outline(config.shapes[name_index], rng, cx, cy, size, aspect)
             drawn = _rasterise(outline, side)
             if drawn is None or drawn[1].sum() < 4:
                 continue
@@ -270,7 +284,8 @@ def _make_split(root: Path, split: str, count: int, config: ShapesConfig, num_wo
         "info": {"description": f"ddetr-edu synthetic shapes, {split} split", "config": asdict(config)},
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_NAMES)],
+        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"}
+                       for i, name in enumerate(config.category_names)],
     }
     json_path = root / f"{split}.json"
     _write_bytes_atomically(json_path, json.dumps(dataset, separators=(",", ":")).encode("utf-8"))
@@ -306,8 +321,9 @@ def dataset_conflict(root: str | os.PathLike, config: ShapesConfig) -> str | Non
         made_with = _made_with(ann_file)
         if made_with is None:
             return f"{root} holds {ann_file.name}, which is not the annotation file of a shapes dataset"
-        changes = [f"{name} {made_with.get(name)} instead of {value}" for name, value in wanted.items()
-                   if made_with.get(name) != value]
+        defaults = json.loads(json.dumps(asdict(ShapesConfig())))  # a field newer than the file: its default
+        changes = [f"{name} {made_with.get(name, defaults[name])} instead of {value}" for name, value in wanted.items()
+                   if made_with.get(name, defaults[name]) != value]
         if changes:
             return f"{root} holds a shapes dataset made with other settings: {', '.join(changes)}"
     images = root / "images"

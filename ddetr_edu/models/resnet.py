@@ -167,20 +167,35 @@ def load_resnet_state_dict(model: ResNet, state_dict: Mapping[str, Tensor]) -> N
     model.load_state_dict(wanted, strict=True)
 
 
-def load_pretrained_backbone(model: ResNet, path: str | os.PathLike) -> None:
-    """Load ImageNet weights from a local torchvision ``.pth`` file (nothing is downloaded).
+def read_backbone_weights(path: str | os.PathLike, arch: str = "resnet50") -> Mapping[str, Tensor]:
+    """The ImageNet state dict in a local torchvision ``.pth`` file (nothing is downloaded).
 
-    The file is read with ``torch.load(weights_only=True)``; it may be a plain state dict or a dict
-    holding one under ``"state_dict"`` or ``"model"``.
+    The file is read safely (``weights_only=True``); it may be a plain state dict or a dict holding
+    one under ``"state_dict"`` or ``"model"``. A missing file is a FileNotFoundError; a whole
+    detector (our training checkpoint, an official Deformable DETR checkpoint, a detector's
+    state_dict) is a one-line ValueError that says so and points to ``--init-from``.
     """
-    if not os.path.isfile(path):
+    from ddetr_edu.checkpoints.init_weights import describe_weights_file
+    from ddetr_edu.checkpoints.safe_load import safe_torch_load
+
+    where = os.fspath(path)
+    if not os.path.isfile(where):
         raise FileNotFoundError(
-            f"pretrained backbone weights not found at {os.fspath(path)!r}; download the torchvision "
-            f"ImageNet checkpoint for {model.name} (e.g. resnet50-0676ba61.pth) yourself and pass its path")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            f"pretrained backbone weights not found at {where!r}; download the torchvision "
+            f"ImageNet checkpoint for {arch} (e.g. resnet50-0676ba61.pth) yourself and pass its path")
+    checkpoint = safe_torch_load(where)
+    whole = describe_weights_file(checkpoint)
+    if whole is not None:
+        raise ValueError(f"pretrained_path={where} is {whole}, not ImageNet backbone weights; to start from "
+                         f"it use --init-from {where} (from Python: fit(..., init_from=...))")
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{os.fspath(path)!r}: expected a state dict, got {type(checkpoint).__name__}")
+        raise ValueError(f"{where!r}: expected a state dict, got {type(checkpoint).__name__}")
     for wrapper in ("state_dict", "model"):
         if wrapper in checkpoint and isinstance(checkpoint[wrapper], Mapping):
             checkpoint = checkpoint[wrapper]
-    load_resnet_state_dict(model, checkpoint)
+    return checkpoint
+
+
+def load_pretrained_backbone(model: ResNet, path: str | os.PathLike) -> None:
+    """Load ImageNet weights from a local torchvision ``.pth`` file (:func:`read_backbone_weights`)."""
+    load_resnet_state_dict(model, read_backbone_weights(path, model.name))

@@ -130,7 +130,9 @@ def test_bad_boxes_are_clipped_or_dropped_with_one_warning(tmp_path):
         warnings.simplefilter("always")
         dataset = CocoDetection(tmp_path, ann)
     assert len(caught) == 1
-    assert "2 boxes clipped" in str(caught[0].message) and "3 boxes dropped" in str(caught[0].message)
+    message = str(caught[0].message)
+    assert "2 boxes clipped to their image (annotation ids 2, 3)" in message
+    assert "3 boxes dropped (no area inside the image) (annotation ids 4, 5, 6)" in message
     _, target = dataset.load_raw(0)
     assert target["boxes"].tolist() == [[5, 5, 15, 15], [30, 20, 40, 30], [0, 2, 5, 5]]
     image, normalised = dataset[0]
