@@ -122,3 +122,15 @@ def test_ten_x_reads_dense_at_ten_n_and_deformable_at_n():
     assert isinstance(figure(records, (1, 2)), Figure)
     main = as_tenx([_record("detr_dense", 0, {10: 0.1}), _record("single_k1", 0, {1: 0.2})])
     assert [r["name"] for r in main] == ["tenx_detr_dense"]
+
+
+def test_refinement_gap_geometry_and_inside():
+    from experiments.refinement_gap import inside, star_outside_share
+
+    assert star_outside_share(10_000, 10_000, (8,), 1, 4) < 0.01  # a tiny star on a huge image
+    assert star_outside_share(16, 16, (64,), 1, 4) == 1.0  # every point 64 px away from a 16 px image
+    # 4 heads, one point 8 px away on a 32 px image: a point is out when its reference is within 8 px
+    # of the edge it points to (1/4 of the side): a quarter of all points
+    assert star_outside_share(32, 32, (8,), 1, 4, grid=64) == pytest.approx(0.25)
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.4]])
+    assert inside(torch.tensor([[0.55, 0.65], [0.65, 0.5]]), boxes).tolist() == [True, False]
