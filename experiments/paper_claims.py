@@ -130,6 +130,9 @@ def write_readme(args: argparse.Namespace, records: list[dict], estimate: float 
         "## Table 2 in miniature", "", table2(records),
         "Cells: mean ± half-range over the seeds; AP of the last epoch, x100; training time excludes "
         "evaluation. Each run's per-epoch numbers are in its JSON file.", "",
+        "`make paper-claims` then runs chapter 11's two further experiments, which write their own pages "
+        "here: [ten_x.md](ten_x.md) (the dense model after 10 N epochs against the deformable ones after N) "
+        "and [refinement_gap.md](refinement_gap.md) (why refinement gains so much in miniature).", "",
     ]
     path = args.out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")

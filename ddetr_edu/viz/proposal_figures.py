@@ -73,7 +73,7 @@ def plot_proposals(picture, anchors: Tensor, valid: Tensor, spatial_shapes: Sequ
         nearest = tokens[ok][(anchors[tokens[ok], :2] - 0.5).abs().sum(-1).argmin()]
         _box(ax, anchors[nearest], size_wh, colour)
         h_l, w_l = spatial_shapes[level]
-        ax.set_title(f"level {level}: {h_l}x{w_l} centres, side {0.05 * 2 ** level:.2f}", fontsize=9)
+        ax.set_title(f"level {level}: {h_l}x{w_l}, side {0.05 * 2 ** level:.2f}", fontsize=9)
     for ax in level_axes[len(spatial_shapes):]:
         ax.axis("off")
     left.suptitle("the fixed proposals, one per pixel of every level", fontsize=10)
@@ -85,7 +85,7 @@ def plot_proposals(picture, anchors: Tensor, valid: Tensor, spatial_shapes: Sequ
         _box(ax, boxes[token], size_wh, PROPOSAL_LEVEL_COLOURS[level % len(PROPOSAL_LEVEL_COLOURS)], width=2.0)
         cx, cy = (boxes[token, :2] * size_wh).tolist()
         ax.scatter([cx], [cy], s=18, color="white", edgecolor="black", linewidth=0.8)
-        ax.set_title(f"#{rank + 1}: level {level}, score {float(scores[token]):.2f}", fontsize=8)
+        ax.set_title(f"#{rank + 1}: level {level}, score {float(scores[token]):.3f}", fontsize=8)
     for ax in thumbs[len(order):]:
         ax.axis("off")
     right.suptitle(f"the top {len(order)} proposals by score, one per panel", fontsize=10)

@@ -57,8 +57,8 @@ def test_proposal_levels_and_top_panels_in_score_order():
     figure = plot_proposals(np.zeros((32, 48, 3), np.uint8), anchors, torch.ones(21, dtype=torch.bool), shapes,
                             anchors, scores, top=4)
     titles = [ax.get_title() for ax in figure.axes if ax.get_title().startswith("#")]
-    assert titles == ["#1: level 2, score 1.00", "#2: level 1, score 0.95", "#3: level 1, score 0.90",
-                      "#4: level 1, score 0.85"]
+    assert titles == ["#1: level 2, score 1.000", "#2: level 1, score 0.950", "#3: level 1, score 0.900",
+                      "#4: level 1, score 0.850"]
 
 
 def test_principal_colours_of_a_rank_one_map_carry_all_its_variance():
