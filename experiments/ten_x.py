@@ -127,7 +127,7 @@ def figure(records: list[dict[str, Any]], n_values: tuple[int, ...], images: int
     curves.set_xlabel(f"epoch (of {images} images)")
     curves.set_ylabel("COCO AP (validation, 0..1)")
     curves.set_title("AP while training (dotted: N and 10 N; dashed: deformable after N)", fontsize=10)
-    curves.legend(fontsize=8, loc="upper left")
+    curves.legend(fontsize=8, loc="upper center")
     curves.grid(alpha=0.3)
     rows = comparison(records, n_values)
     width = 0.8 / len(RUNS)
