@@ -40,8 +40,13 @@ bench: venv
 # every configuration, prints the estimate (< 75 min on 2 cores; 62 min measured), trains, writes
 # experiments/results/ (JSON per run, figure3.png, table1.md, table2.md, README.md).
 # `$(PY) -m experiments.paper_claims --plan` prints the plan only; `--fast` runs in < 60 s.
+# Then chapter 11's two extra experiments: dense 10N epochs vs deformable N (ten_x, its own --plan)
+# and the refinement gap (refinement_gap), which write tenx_*.json, ten_x.png/.md and
+# refinement_gap_*.json/.md into experiments/results/.
 paper-claims: venv
 	$(PY) -m experiments.paper_claims
+	$(PY) -m experiments.ten_x
+	$(PY) -m experiments.refinement_gap
 
 # The shipped reference model (ddetr_edu/checkpoints/reference/): the shapes_cpu model trained
 # on 128 px shapes for 50 epochs, seed 0, 1 thread (about 45 min on a quiet machine); writes the

@@ -60,12 +60,14 @@ def epoch_rows(log_path: Path, wall: list[float]) -> list[dict[str, Any]]:
 
 def train_run(name: str, seed: int, data_dir: Path, work_dir: Path, shapes: ShapesConfig, *,
               epochs: int, max_steps: int | None = None, max_eval_images: int | None = None,
-              threads: int = 1, model: ModelConfig | None = None) -> dict[str, Any]:
+              threads: int = 1, model: ModelConfig | None = None,
+              eval_every: int = 1) -> dict[str, Any]:
     """Train the named configuration with ``fit`` (its checkpoints go to ``work_dir``); the record.
-    ``model``: train this configuration under ``name`` instead of ``model_config(name)``."""
+    ``model``: train this configuration under ``name`` instead of ``model_config(name)``;
+    ``eval_every``: evaluate after every n-th epoch (and after the last)."""
     torch.set_num_threads(threads)
     cfg = model_config(name) if model is None else model
-    train_cfg = train_config(seed, epochs, max_steps, max_eval_images)
+    train_cfg = dataclasses.replace(train_config(seed, epochs, max_steps, max_eval_images), eval_every=eval_every)
     run_dir = work_dir / f"{name}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # fit appends to an existing log.jsonl
     wall: list[float] = []

@@ -3,6 +3,7 @@
     python -m experiments.paper_claims            # the full run (make paper-claims), < 75 min on 2 cores
     python -m experiments.paper_claims --plan     # measure each configuration, print the plan, exit
     python -m experiments.paper_claims --fast --out /tmp/claims   # every configuration, a few steps (< 60 s)
+    python -m experiments.paper_claims --fast --images 200 --epochs 2 --runs deformable_multi  # a small real run
     python -m experiments.paper_claims --runs detr_dense,deformable_single --seeds 0,1,2
 
 The configurations, data and recipe are in ``claims_setup.py``. The full run first measures every
@@ -22,6 +23,7 @@ one process with two threads, and 125-140 ms a step in each of two one-thread pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -44,10 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.paper_claims", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="measure, print the plan and the estimate, exit")
-    mode.add_argument("--fast", action="store_true", help=f"{setup.FAST_STEPS} steps per configuration, tiny data")
+    mode.add_argument("--fast", action="store_true", help=f"tiny data ({setup.FAST_SHAPES.num_train} training "
+                      f"images unless --images), one epoch unless --epochs")
     parser.add_argument("--runs", default=",".join(setup.RUNS), help="comma-separated configuration names")
     parser.add_argument("--seeds", default=",".join(map(str, setup.SEEDS)), help="seeds of the main comparison")
-    parser.add_argument("--epochs", type=int, default=setup.EPOCHS)
+    parser.add_argument("--epochs", type=int, default=None, help=f"of the main runs (default {setup.EPOCHS}; "
+                        "--fast: 1)")
+    parser.add_argument("--images", type=int, default=None, help="--fast only: training images "
+                        f"(default {setup.FAST_SHAPES.num_train})")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one process each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default experiments/results; "
@@ -59,6 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.run_list = setup.run_list(args.runs.split(","), tuple(int(s) for s in args.seeds.split(",")))
     except ValueError as error:
         parser.error(str(error))  # exit status 2, the bad name on stderr
+    if args.images is not None and (not args.fast or args.images < 1):
+        parser.error("--images: expected a count >= 1, with --fast")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs: expected a count >= 1, got {args.epochs}")
+    args.epochs = args.epochs or (1 if args.fast else setup.EPOCHS)
+    args.shapes = setup.SHAPES if not args.fast else dataclasses.replace(
+        setup.FAST_SHAPES, num_train=args.images or setup.FAST_SHAPES.num_train)
     if args.out is None:
         args.out = args.work / "fast_results" if args.fast else Path("experiments/results")
     return args
@@ -111,12 +124,15 @@ def write_readme(args: argparse.Namespace, records: list[dict], estimate: float 
         f"- torch {torch.__version__}, python {platform.python_version()}",
         f"- {args.jobs} process(es) x {args.threads} thread(s); estimate "
         f"{'-' if estimate is None else f'{estimate / 60:.1f} min'}, took {seconds / 60:.1f} min",
-        f"- data: `{setup.SHAPES if not args.fast else setup.FAST_SHAPES}`",
+        f"- data: `{args.shapes}`",
         f"- {len(records)} runs: " + ", ".join(f"{r['name']}_seed{r['seed']}.json" for r in records), "",
         "![Figure 3 in miniature](figure3.png)", "", "## Table 1 in miniature", "", table1(records),
         "## Table 2 in miniature", "", table2(records),
         "Cells: mean ± half-range over the seeds; AP of the last epoch, x100; training time excludes "
         "evaluation. Each run's per-epoch numbers are in its JSON file.", "",
+        "`make paper-claims` then runs chapter 11's two further experiments, which write their own pages "
+        "here: [ten_x.md](ten_x.md) (the dense model after 10 N epochs against the deformable ones after N) "
+        "and [refinement_gap.md](refinement_gap.md) (why refinement gains so much in miniature).", "",
     ]
     path = args.out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -127,15 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     estimate = None
+    shapes = args.shapes
     if args.fast:
-        shapes, runs, epochs = setup.FAST_SHAPES, args.run_list, 1
-        extra = dict(max_steps=setup.FAST_STEPS, max_eval_images=setup.FAST_SHAPES.num_val)
+        runs = args.run_list
     else:
         runs, estimate = plan(args)
         if args.plan:
             return 0
-        shapes, epochs, extra = setup.SHAPES, args.epochs, {}
-    data_dir = args.work / ("fast_data" if args.fast else "data")
+    data_dir = args.work / (f"fast_data_{shapes.num_train}" if args.fast else "data")
     if not shapes_dataset_is_ready(data_dir, shapes):
         make_shapes_dataset(data_dir, shapes)
 
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{record['train_seconds'] / 60:.1f} min training", flush=True)
 
     records = train_many(runs, args.jobs, done, data_dir=data_dir, work_dir=args.work / "runs", shapes=shapes,
-                         epochs=epochs, threads=args.threads, **extra)
+                         epochs=args.epochs, threads=args.threads)
     paths = write_report(records, args.out)
     readme = write_readme(args, records, estimate, time.perf_counter() - start)
     print(f"wrote {len(records)} records, {', '.join(p.name for p in paths)}, {readme.name} into {args.out} "

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from matplotlib.figure import Figure
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddetr_edu.ops import Levels, MSDeformAttn
@@ -90,3 +91,46 @@ def test_dense_cost_grows_with_the_square_of_the_tokens_and_own_level_costs_less
     assert own["encoder"] < full["encoder"] and own["decoder"] == full["decoder"]
     with pytest.raises(ValueError, match="level_sizes"):
         attention_flops(model_config("deformable_multi"), [[5, 5]])
+
+
+def test_fast_mode_honours_epochs_and_images_and_refuses_images_without_it(capsys):
+    from experiments.paper_claims import parse_args
+
+    args = parse_args(["--fast", "--epochs", "3", "--images", "160"])
+    assert args.epochs == 3 and args.shapes.num_train == 160 and args.shapes.image_size == 160
+    assert parse_args(["--fast"]).epochs == 1 and parse_args([]).epochs == 10
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--images", "100"])
+    assert exit_info.value.code == 2 and "--images" in capsys.readouterr().err
+
+
+def _record(name: str, seed: int, aps: dict[int, float]) -> dict:
+    return {"name": name, "seed": seed, "shapes_config": {"num_train": 500},
+            "epochs": [{"epoch": e, "AP": aps.get(e)} for e in range(1, max(aps) + 1)]}
+
+
+def test_ten_x_reads_dense_at_ten_n_and_deformable_at_n():
+    from experiments.ten_x import as_tenx, comparison, figure, table
+
+    records = [_record("tenx_detr_dense", s, {5: 0.01, 10: 0.02 + s, 15: 0.03, 20: 0.04 + s}) for s in (0, 1)]
+    records += [_record("tenx_deformable_multi", s, {1: 0.05, 2: 0.06 + s}) for s in (0, 1)]
+    rows = {(r["N"], r["run"]): r for r in comparison(records, (1, 2))}
+    assert rows[1, "tenx_detr_dense"]["epoch"] == 10 and rows[1, "tenx_detr_dense"]["AP"] == [0.02, 1.02]
+    assert rows[2, "tenx_detr_dense"]["AP"] == [0.04, 1.04]
+    assert rows[2, "tenx_deformable_multi"]["AP"] == [0.06, 1.06] and rows[1, "tenx_deformable_single"]["AP"] == []
+    assert "| 2 | deformable, multi-scale, N epochs | 2 | 0.0600, 1.0600 | 0.5600 |" in table(list(rows.values()))
+    assert isinstance(figure(records, (1, 2)), Figure)
+    main = as_tenx([_record("detr_dense", 0, {10: 0.1}), _record("single_k1", 0, {1: 0.2})])
+    assert [r["name"] for r in main] == ["tenx_detr_dense"]
+
+
+def test_refinement_gap_geometry_and_inside():
+    from experiments.refinement_gap import inside, star_outside_share
+
+    assert star_outside_share(10_000, 10_000, (8,), 1, 4) < 0.01  # a tiny star on a huge image
+    assert star_outside_share(16, 16, (64,), 1, 4) == 1.0  # every point 64 px away from a 16 px image
+    # 4 heads, one point 8 px away on a 32 px image: a point is out when its reference is within 8 px
+    # of the edge it points to (1/4 of the side): a quarter of all points
+    assert star_outside_share(32, 32, (8,), 1, 4, grid=64) == pytest.approx(0.25)
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.4]])
+    assert inside(torch.tensor([[0.55, 0.65], [0.65, 0.5]]), boxes).tolist() == [True, False]

@@ -3,7 +3,8 @@
 Conventions shared by every figure of ``ddetr_edu.viz``:
 
 * the picture is drawn with ``extent=(0, w, h, 0)``, so axes coordinates are continuous pixels;
-  under sampling points it is drawn in dark grey (:func:`faded`) so the colours read;
+  under sampling points it is drawn in grey (:func:`faded`) so the colours read and the objects
+  stay recognisable;
 * sampling points: one ``scatter`` per feature level, the **marker** says the level
   (:data:`LEVEL_MARKERS`); the **colour**, the **size** and the **opacity** say the point's
   *relative* weight, A_mlqk divided by the largest weight among the points shown of the same
@@ -36,6 +37,7 @@ BOX_COLOURS = ("tab:cyan", "tab:orange", "tab:green", "tab:red", "tab:purple", "
                "tab:olive", "tab:blue", "tab:brown", "tab:gray")
 SAMPLING_GID = "sampling-level-{level}"
 RELATIVE_NORM = Normalize(vmin=0.0, vmax=1.0)  # relative weights: 1 = the strongest point shown
+LEGEND_POINTS = 9  # the level legend's type size
 QUERY_SCALE = "weight / max weight of its query (colour, size, opacity)"
 TOKEN_SCALE = "weight / max weight of its token (colour, size, opacity)"
 
@@ -61,10 +63,11 @@ def picture_array(image) -> np.ndarray:
 
 
 def faded(picture: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W, 3) uint8 dark grey version, 40 + 110 * luminance / 255, on which
-    the coloured sampling points stand out whatever the picture's own colours."""
+    """(H, W, 3) uint8 -> (H, W, 3) uint8 grey version, 25 + 185 * luminance / 255: no colour, so the
+    coloured sampling points stand out whatever the picture's own colours, and enough contrast
+    (grey 25..210) that the objects stay easy to tell apart."""
     luminance = picture.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
-    grey = np.rint(40.0 + 110.0 * luminance / 255.0).astype(np.uint8)
+    grey = np.rint(25.0 + 185.0 * luminance / 255.0).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
@@ -150,12 +153,12 @@ def draw_box(ax: Axes, box_xyxy: Tensor, colour: str, dashed: bool = False, widt
 
 
 def level_legend(ax: Axes, levels: Sequence[int], spatial_shapes: Tensor) -> None:
-    """Legend: one marker per level with its map size."""
+    """Legend: one marker per level with its map size, in 9 pt type on a white box."""
     handles = [Line2D([], [], linestyle="", marker=LEVEL_MARKERS[l % len(LEVEL_MARKERS)], color="grey",
-                      markeredgecolor="black",
+                      markeredgecolor="black", markersize=8,
                       label=f"level {l} ({int(spatial_shapes[l, 0])}x{int(spatial_shapes[l, 1])})")
                for l in levels]
-    ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.7)
+    ax.legend(handles=handles, loc="lower right", fontsize=LEGEND_POINTS, framealpha=0.9)
 
 
 def weight_colorbar(figure: Figure, axes, label: str = QUERY_SCALE, shrink: float = 0.8) -> None:
