@@ -3,7 +3,7 @@
     from ddetr_edu import load_detector
     detector = load_detector("runs/demo/checkpoint_best.pth")  # no argument: the shipped reference model
     detections = detector.detect("photo.jpg", score_threshold=0.3)
-    # [Detection(class_name='circle', class_id=1, score=0.93, box=(12.0, 40.5, 60.2, 88.0)), ...]
+    # [Detection(class_name='cross', class_id=4, score=0.862, box=(16.3, 27.6, 38.5, 48.7)), ...]
 
 ``detect`` takes a file path, a PIL image, an (H, W, 3) uint8 array or a (3, H, W) tensor
 (uint8 0..255, or float 0..1) and does what the model's evaluation did to its images:
@@ -26,7 +26,7 @@ package (:mod:`ddetr_edu.checkpoints.reference`, trained on the shapes dataset).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
@@ -57,7 +57,7 @@ class Detection:
 class Detector:
     """A detector ready to look at pictures: ``detect(image)``. Made by :func:`load_detector`."""
 
-    model: nn.Module  # DeformableDETR, in eval mode
+    model: nn.Module = field(repr=False)  # DeformableDETR, in eval mode
     kind: CheckpointKind  # "ddetr_edu" or "official": where the weights came from
     transforms: TransformConfig  # the evaluation resize of its training recipe (eval_scale, max_size)
     class_names: list[str] | None = None  # label i is named class_names[i]; None: "class <i>"

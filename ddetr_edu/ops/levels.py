@@ -5,7 +5,9 @@ of S = sum_l H_l W_l tokens; level l occupies the tokens start_l .. start_l + H_
 
     start_l = sum_{j < l} H_j W_j                                (an exclusive cumulative sum)
 
-``Levels`` holds the sizes and the starts as Python ints. The detector builds it once per forward
+``Levels`` holds the sizes and the starts as Python ints (``torch.SymInt`` expressions of the
+image's height and width while ``torch.export`` traces with symbolic sizes, as the dynamic ONNX
+export does). The detector builds it once per forward
 from its feature maps (``map.shape``), so checking sizes, splitting ``value`` into levels and
 launching the kernel never read a tensor back from the GPU (a host-device synchronisation). The
 official signature passes ``spatial_shapes`` as an int64 (L, 2) tensor and ``level_start_index``
