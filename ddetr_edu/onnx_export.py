@@ -27,7 +27,7 @@ Choices, and why:
   (``ddetr_edu.ops.Levels``); traced, they are ``torch.SymInt`` expressions of H and W (e.g.
   ``(H - 1) // 8 + 1``) and every shape, gather index and reference point of the graph is computed
   from them at run time. ``torch.export`` records the smallest H and W it proved the graph for
-  (each level at least 2 pixels a side: 33 for the three levels of stride 8..32);
+  (for the shapes model 32, the model's own minimum: the backbone's coarsest stride);
   :func:`dynamic_input_range` reads them back. ``image_size=(H, W)`` fixes the size and the batch
   instead (a smaller graph, folded for that size).
 
@@ -140,6 +140,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int
     was_training = model.training
     device = next(model.parameters()).device
     if size is None:
+        if not hasattr(torch.export.Dim, "DYNAMIC"):
+            raise ValueError(f"a graph for every size needs torch >= 2.5 (torch.export.Dim.DYNAMIC), found "
+                             f"{torch.__version__}; pass image_size=(height, width) for a fixed graph")
         example = torch.zeros(DYNAMIC_EXAMPLE, device=device)
         dynamic = torch.export.Dim.DYNAMIC
         options = {"dynamic_shapes": {"images": {0: dynamic, 2: dynamic, 3: dynamic}}}

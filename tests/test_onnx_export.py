@@ -73,7 +73,7 @@ def dynamic_graph(tmp_path_factory):
 
 
 # (batch, height, width): square, landscape, portrait, odd sizes; batches of 1 and 2
-DYNAMIC_SIZES = [(1, 96, 96), (2, 96, 96), (2, 96, 160), (1, 160, 96), (2, 75, 131), (1, 33, 300)]
+DYNAMIC_SIZES = [(1, 96, 96), (2, 96, 96), (2, 96, 160), (1, 160, 96), (2, 75, 131), (1, 32, 300)]
 
 
 @pytest.mark.slow
@@ -82,10 +82,11 @@ def test_one_dynamic_graph_runs_at_every_size_and_batch(dynamic_graph):
 
     model, path = dynamic_graph
     graph = onnx.load(str(path))
-    assert graph.opset_import[0].version == OPSET
+    assert {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")} == {OPSET}
     axes = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert axes == ["batch", 3, "height", "width"], axes
-    assert read_input_range(path).min_height == 33  # each of the 3 levels (strides 8, 16, 32) >= 2 pixels
+    proven = read_input_range(path)  # the model's own minimum: the backbone's coarsest stride
+    assert (proven.min_height, proven.min_width) == (32, 32), proven
     generator = torch.Generator().manual_seed(3)
     for n, h, w in DYNAMIC_SIZES:
         error = compare_with_onnxruntime(model, path, torch.randn(n, 3, h, w, generator=generator))
@@ -125,7 +126,7 @@ def test_cli_export_writes_a_checked_graph_and_never_replaces_a_file(tmp_path, c
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert out.is_file() and "(N, 3, H, W), any batch N, H >= 33, W >= 33" in printed, printed
+    assert out.is_file() and "(N, 3, H, W), any batch N, H >= 32, W >= 32" in printed, printed
     assert f"opset {OPSET}" in printed, printed
     checked = printed.split("random input: ")[1].split("; ")  # square, landscape, portrait at the scale 96
     assert [c.split()[0] for c in checked] == ["1x96x96", "2x96x120", "1x120x96"], printed
