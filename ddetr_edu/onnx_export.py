@@ -1,9 +1,10 @@
 """The detector as an ONNX graph, and a check of that graph against PyTorch.
 
-    path = export_onnx(model, "model.onnx", image_size=(96, 96))
-    error = compare_with_onnxruntime(model, path, images)      # {"scores": ..., "boxes": ...}
+    path = export_onnx(model, "model.onnx")                           # any batch, any height and width
+    path = export_onnx(model, "model.onnx", image_size=(96, 96))      # a fixed size and batch
+    error = compare_with_onnxruntime(model, path, images)             # {"scores": ..., "boxes": ...}
 
-What the graph computes, for a batch of unpadded images of one fixed size:
+What the graph computes, for a batch of unpadded images of one size:
 
     images (N, 3, H, W) float32, ImageNet-normalised
       -> scores (N, Q, num_classes) = sigmoid(pred_logits)
@@ -19,10 +20,16 @@ Choices, and why:
   and the GridSample node of the "grid_sample" backend is miscompiled by some TensorRT releases.
   The model's own backend setting is restored after the export.
 * The graph is obtained with ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` underneath;
-  it needs the ``onnxscript`` package). The older TorchScript tracer turns the level sizes into
-  tensors and cannot follow the level bookkeeping.
-* The image size is fixed at export time: ``torch.export`` specialises the level sizes, which
-  the model reads off its feature maps as Python ints. Export once per input size.
+  it needs the ``onnxscript`` package), opset :data:`OPSET`. The older TorchScript tracer turns
+  the level sizes into tensors and cannot follow the level bookkeeping.
+* By default the batch N, the height H and the width W are symbolic (``torch.export.Dim.DYNAMIC``):
+  one graph for every size. The model reads its level sizes off the feature maps as Python ints
+  (``ddetr_edu.ops.Levels``); traced, they are ``torch.SymInt`` expressions of H and W (e.g.
+  ``(H - 1) // 8 + 1``) and every shape, gather index and reference point of the graph is computed
+  from them at run time. ``torch.export`` records the smallest H and W it proved the graph for
+  (for the shapes model 32, the model's own minimum: the backbone's coarsest stride);
+  :func:`dynamic_input_range` reads them back. ``image_size=(H, W)`` fixes the size and the batch
+  instead (a smaller graph, folded for that size).
 
 onnx, onnxscript and onnxruntime are an optional extra: ``pip install "ddetr-edu[export]"``.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -74,20 +82,56 @@ def _require(module: str):
         raise ImportError(f"ONNX export needs the {module!r} package: pip install \"ddetr-edu[export]\"") from None
 
 
-def _check_size(image_size: tuple[int, int], batch_size: int) -> tuple[int, int]:
-    if len(image_size) != 2 or not all(isinstance(s, int) and s >= 32 for s in image_size):
-        raise ValueError(f"image_size: expected (height, width), two ints >= 32, got {image_size!r}")
+# The example a dynamic graph is traced with: its sizes only guide the tracing (the shapes stay
+# symbolic). Batch 2 and H != W, so that neither is mistaken for the constant 1 or for each other.
+DYNAMIC_EXAMPLE = (2, 3, 256, 320)
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """The image sizes a dynamic graph is proven for by ``torch.export``: H >= min_height,
+    W >= min_width (any batch)."""
+
+    min_height: int
+    min_width: int
+
+
+def _check_size(image_size: tuple[int, int] | None, batch_size: int) -> tuple[int, int] | None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    if image_size is None:
+        return None
+    if len(image_size) != 2 or not all(isinstance(s, int) and s >= 32 for s in image_size):
+        raise ValueError(f"image_size: expected (height, width), two ints >= 32, or None for any size, "
+                         f"got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, int],
+def dynamic_input_range(program) -> InputRange:
+    """The smallest height and width an exported dynamic program (``torch.onnx.export``'s result,
+    or a ``torch.export.ExportedProgram``) was proven for."""
+    exported = getattr(program, "exported_program", program)
+    placeholder = next(node for node in exported.graph.nodes if node.op == "placeholder"
+                       and node.name in exported.graph_signature.user_inputs)
+    lower = []
+    for size in placeholder.meta["val"].shape[2:]:  # H, W
+        if not isinstance(size, torch.SymInt):
+            raise ValueError(f"the exported graph fixed an input size to {size}; expected symbolic sizes")
+        lower.append(int(exported.range_constraints[size.node.expr].lower))
+    return InputRange(*lower)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, int] | None = None,
                 batch_size: int = 1) -> Path:
-    """Write ``model`` (a ``DeformableDETR``) as ONNX to ``path`` for images of ``image_size``
-    (height, width) in batches of ``batch_size``; returns the path. The graph is checked with
-    ``onnx.checker`` before it is returned."""
-    height, width = _check_size(image_size, batch_size)
+    """Write ``model`` (a ``DeformableDETR``) as ONNX (opset :data:`OPSET`) to ``path``; returns the path.
+
+    ``image_size=None`` (the default): one graph for any batch, height and width (dynamic axes
+    ``batch``, ``height``, ``width`` of the ``images`` input; the smallest height and width it
+    is proven for are stored in the graph's metadata, :func:`read_input_range` reads them;
+    ``batch_size`` is then unused). ``image_size=(H, W)``: a
+    graph for that size and ``batch_size`` only. The graph is checked with ``onnx.checker``.
+    """
+    size = _check_size(image_size, batch_size)
     _require("onnxscript")
     onnx = _require("onnx")
     path = Path(path)
@@ -95,21 +139,57 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int
     backends = [m.backend for m in attention]
     was_training = model.training
     device = next(model.parameters()).device
-    example = torch.zeros(batch_size, 3, height, width, device=device)
+    if size is None:
+        if not hasattr(torch.export.Dim, "DYNAMIC"):
+            raise ValueError(f"a graph for every size needs torch >= 2.5 (torch.export.Dim.DYNAMIC), found "
+                             f"{torch.__version__}; pass image_size=(height, width) for a fixed graph")
+        example = torch.zeros(DYNAMIC_EXAMPLE, device=device)
+        dynamic = torch.export.Dim.DYNAMIC
+        options = {"dynamic_shapes": {"images": {0: dynamic, 2: dynamic, 3: dynamic}}}
+    else:
+        example, options = torch.zeros(batch_size, 3, *size, device=device), {}
     try:
         model.eval()
         for module in attention:
             module.backend = EXPORT_BACKEND
         with torch.no_grad():
             program = torch.onnx.export(ScoresAndBoxes(model).eval(), (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, verbose=False)
-        program.save(str(path))
+                                        input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, verbose=False,
+                                        **options)
     finally:
         for module, backend in zip(attention, backends):
             module.backend = backend
         model.train(was_training)
+    program.save(str(path))
+    if size is None:
+        proven = dynamic_input_range(program)
+        graph = onnx.load(str(path))
+        _name_dynamic_axes(graph.graph)
+        onnx.helper.set_model_props(graph, {"min_height": str(proven.min_height), "min_width": str(proven.min_width)})
+        onnx.save(graph, str(path))
     onnx.checker.check_model(str(path))
     return path
+
+
+def _name_dynamic_axes(graph) -> None:
+    """Name the symbolic axes of the inputs and outputs ``batch``, ``height``, ``width`` (torch
+    calls them s14, s34, ...), so that a runtime's error messages and viewers read well."""
+    image_dims = graph.input[0].type.tensor_type.shape.dim
+    names = {image_dims[0].dim_param: "batch", image_dims[2].dim_param: "height", image_dims[3].dim_param: "width"}
+    for value in list(graph.input) + list(graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+
+
+def read_input_range(path: str | os.PathLike) -> InputRange | None:
+    """The ``InputRange`` stored in a dynamic graph written by :func:`export_onnx`; None for a
+    fixed-size graph."""
+    onnx = _require("onnx")
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "min_height" not in props:
+        return None
+    return InputRange(int(props["min_height"]), int(props["min_width"]))
 
 
 def run_onnxruntime(path: str | os.PathLike, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -133,5 +213,6 @@ def compare_with_onnxruntime(model: nn.Module, path: str | os.PathLike, images: 
             "boxes": (boxes.cpu() - onnx_boxes).abs().max().item()}
 
 
-__all__ = ["EXPORT_BACKEND", "EXTRA_PACKAGES", "require_export_extra", "ScoresAndBoxes", "export_onnx",
-           "run_onnxruntime", "compare_with_onnxruntime"]
+__all__ = ["EXPORT_BACKEND", "OPSET", "EXTRA_PACKAGES", "DYNAMIC_EXAMPLE", "InputRange", "require_export_extra",
+           "ScoresAndBoxes", "export_onnx", "dynamic_input_range", "read_input_range", "run_onnxruntime",
+           "compare_with_onnxruntime"]

@@ -16,7 +16,7 @@ from ddetr_edu.data.evaluation import (STAT_NAMES, CocoEvaluator, CocoMetrics, c
 from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
 from ddetr_edu.data.folders import (DataPaths, build_datasets, build_val_dataset, find_data,
                                     transform_config)
-from ddetr_edu.data.images import load_rgb_image
+from ddetr_edu.data.images import load_image, load_rgb_image
 from ddetr_edu.data.loader import SkipFirst, build_dataloader
 from ddetr_edu.data.shapes import SHAPE_NAMES, ShapesConfig, ShapesPaths, draw_shapes_image, make_shapes_dataset
 from ddetr_edu.data.transforms import (
@@ -39,7 +39,7 @@ __all__ = [
     "STAT_NAMES", "CocoEvaluator", "CocoMetrics",
     "coco_scorer", "evaluate_detections", "score_detections", "DataPaths", "build_datasets", "find_data",
     "build_val_dataset", "DataFileError", "DataFileNotFoundError",
-    "transform_config", "load_rgb_image", "SkipFirst", "build_dataloader",
+    "transform_config", "load_image", "load_rgb_image", "SkipFirst", "build_dataloader",
     "SHAPE_NAMES", "ShapesConfig", "ShapesPaths", "draw_shapes_image", "make_shapes_dataset",
     "Compose", "RandomHorizontalFlip", "RandomResize", "RandomSelect", "RandomSizeCrop", "ToTensorNormalize",
     "TransformConfig", "build_eval_transforms", "build_train_transforms", "crop", "hflip", "resize",

@@ -49,7 +49,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
-from ddetr_edu.data.images import load_rgb_image
+from ddetr_edu.data.images import load_image
 from ddetr_edu.data.transforms import ToTensorNormalize
 
 
@@ -214,7 +214,7 @@ class CocoDetection(Dataset):
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
         path = self.image_root / info["file_name"]
-        image = load_rgb_image(path)
+        image = load_image(path)
         if (image.width, image.height) != (info["width"], info["height"]):
             raise DataFileError(f"image file {path} is {image.width}x{image.height} (w x h) but "
                                 f"{self.ann_file} says {info['width']}x{info['height']} for image {image_id}")

@@ -1,4 +1,8 @@
-"""Reading any image file as an 8-bit RGB PIL image, with errors that name the file.
+"""Reading any image as an 8-bit RGB PIL image, with errors that name the file.
+
+``load_image`` is the project's one image loader: the COCO dataset, the visualizer and
+``Detector.detect`` all read pictures through it. It takes a file path or an already opened PIL
+image (then only the orientation and mode rules below apply).
 
 Cases handled:
 
@@ -11,9 +15,9 @@ Cases handled:
   linearly from the full 16-bit range 0..65535 to 0..255 (value / 257, the exact inverse of the
   usual 8 -> 16 bit widening). 32-bit float (``F``): values in [0, 1] are scaled by 255,
   larger ranges are clipped to 0..255.
-* Missing files raise ``DataFileNotFoundError`` (a ``FileNotFoundError``), unreadable or truncated
-  ones ``DataFileError`` (a ``ValueError``); both messages name the file
-  (:mod:`ddetr_edu.data.errors`).
+* Missing files raise ``DataFileNotFoundError`` (a ``FileNotFoundError``); a folder, an unreadable
+  or a truncated file ``DataFileError`` (a ``ValueError``); each message is one line naming the
+  path (:mod:`ddetr_edu.data.errors`).
 """
 from __future__ import annotations
 
@@ -51,9 +55,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb_image(path: str | os.PathLike) -> Image.Image:
-    """Open `path` and return an upright 8-bit RGB image (fully loaded, file closed)."""
-    path = Path(path)
+def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
+    """An upright 8-bit RGB PIL image from ``source``: a file path (read fully, file closed) or a
+    PIL image (any mode). EXIF orientation applied; grayscale, palette, CMYK, alpha, 16-bit and
+    float modes converted as the module docstring says.
+
+    Raises DataFileNotFoundError for a missing file, DataFileError (a ValueError) for a folder or
+    a file that is not a readable image; one line naming the path.
+    """
+    if isinstance(source, Image.Image):
+        upright = ImageOps.exif_transpose(source)
+        return _to_rgb(upright if upright is not None else source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"image: expected a file path or a PIL image, got {type(source).__name__}")
+    path = Path(source)
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder; expected an image file")
     if not path.is_file():
         raise DataFileNotFoundError(f"image file not found: {path}")
     try:
@@ -62,4 +79,8 @@ def load_rgb_image(path: str | os.PathLike) -> Image.Image:
             upright = ImageOps.exif_transpose(opened)
             return _to_rgb(upright if upright is not None else opened)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataFileError(f"cannot read image file {path}: {type(error).__name__}: {error}") from error
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise DataFileError(f"cannot read image file {path}: {type(error).__name__}: {reason}") from error
+
+
+load_rgb_image = load_image  # the earlier name, kept for callers that use it

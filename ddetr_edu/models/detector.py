@@ -30,13 +30,15 @@ from ddetr_edu.config import ModelConfig
 from ddetr_edu.models.backbone import Backbone, downsample_mask
 from ddetr_edu.models.heads import LayerHeads, make_heads
 from ddetr_edu.models.input_proj import make_input_projections, project_levels
-from ddetr_edu.models.inputs import check_images, pad_images
+from ddetr_edu.models.inputs import check_images, check_model_input, pad_images
 from ddetr_edu.models.position import PositionEmbeddingSine
 from ddetr_edu.models.transformer import DeformableTransformer
 
 
 class DeformableDETR(nn.Module):
-    """The detector. Build it with ``build_detector(cfg)``; see the module docstring for I/O."""
+    """The detector. Build it with ``build_detector(cfg)``; ``help(DeformableDETR.forward)`` gives
+    its inputs and outputs. To detect objects in a picture without preparing tensors by hand:
+    ``ddetr_edu.load_detector(...).detect(image)``."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -57,11 +59,35 @@ class DeformableDETR(nn.Module):
 
     def forward(self, images: Tensor | Sequence[Tensor], masks: Tensor | None = None,
                 return_attention: bool = False, return_intermediates: bool = False) -> dict:
+        """Detect objects in a batch of images.
+
+        Args:
+            images: (N, 3, H, W) float tensor in the dtype of the model's weights (float32 unless
+                converted), RGB, ImageNet-normalised ((x / 255 - mean) / std with mean (0.485,
+                0.456, 0.406), std (0.229, 0.224, 0.225)); images of different sizes padded
+                bottom/right to one H x W. Or a list of N (3, H_i, W_i) tensors, padded here.
+                H and W are at least 32 pixels (the backbone's coarsest stride).
+            masks: (N, H, W) bool, True on padding; None: no padding (and with a list input).
+            return_attention: also return the sampling locations and weights of every layer.
+            return_intermediates: also return memory, decoder states and references.
+
+        Returns:
+            dict with ``pred_logits`` (N, Q, num_classes), raw logits (score = sigmoid);
+            ``pred_boxes`` (N, Q, 4), cxcywh in [0, 1] relative to each unpadded image; and
+            ``aux_outputs``, ``enc_outputs``, ``attention``, ``intermediates`` as the module
+            docstring says. ``ddetr_edu.models.postprocess`` turns the first two into
+            detections in pixels.
+
+        Raises:
+            ValueError (one line) for a wrong shape, dtype or mask, an image smaller than 32
+            pixels, or (two-stage) fewer proposals than queries.
+        """
         if not isinstance(images, Tensor):
             if masks is not None:
                 raise ValueError("masks: must be None when images is a list (the padding is computed)")
             images, masks = pad_images(images)
         masks = check_images(images, masks)  # (N, H, W) bool
+        check_model_input(images, next(self.backbone.parameters()).dtype, min_side=self.backbone.strides[-1])
 
         # backbone levels (C3..C5 or C5), then extra stride-2 levels on top
         backbone_levels = self.backbone(images, masks)  # [(feature, mask)]

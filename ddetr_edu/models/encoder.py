@@ -52,9 +52,11 @@ def encoder_reference_points(levels: Levels, ratios: Tensor) -> Tensor:
     """
     per_level = []
     for level, (h, w) in enumerate(levels.sizes):
+        # arange + 0.5 rather than linspace(0.5, h - 0.5, h): the same (exact) numbers, and the
+        # sizes may stay symbolic under torch.export (linspace would fix them to the example's)
         centre_y, centre_x = torch.meshgrid(
-            torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=ratios.device),
-            torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=ratios.device),
+            torch.arange(h, dtype=torch.float32, device=ratios.device) + 0.5,
+            torch.arange(w, dtype=torch.float32, device=ratios.device) + 0.5,
             indexing="ij")  # (H, W) each: pixel centres in pixels
         # normalise to the valid area of each image: divide by r * size
         x = centre_x.reshape(-1)[None] / (ratios[:, None, level, 0] * w)  # (N, H*W)

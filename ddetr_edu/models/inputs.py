@@ -36,6 +36,19 @@ def check_images(images: Tensor, masks: Tensor | None) -> Tensor:
     return masks
 
 
+def check_model_input(images: Tensor, weight_dtype: torch.dtype, min_side: int) -> None:
+    """The batch (N, 3, H, W) against the model: one dtype with its weights (any mix is fine under
+    autocast, which casts), and H, W >= ``min_side`` pixels (the coarsest backbone level needs a
+    pixel; a 1 x 1 image cannot be normalised there). Raises a one-line ValueError."""
+    if images.dtype != weight_dtype and not torch.is_autocast_enabled(images.device.type):
+        raise ValueError(f"images: expected {weight_dtype}, the dtype of the model's weights, got {images.dtype}; "
+                         f"convert with images.to({weight_dtype}) (or run under torch.autocast)")
+    height, width = images.shape[-2:]
+    if height < min_side or width < min_side:
+        raise ValueError(f"images: expected height and width of at least {min_side} pixels (the backbone's "
+                         f"coarsest stride), got {height} x {width}; resize the image up")
+
+
 def pad_images(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """[(3, H_i, W_i)] -> (images (N, 3, max H, max W) zero-padded bottom/right,
     masks (N, max H, max W) bool True = padding)."""

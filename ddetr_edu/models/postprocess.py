@@ -2,7 +2,9 @@
 
 Every (query, class) pair is a candidate with score sigmoid(logit); the top-k pairs over all
 Q x num_classes candidates of an image are kept (one query may give several classes). Boxes go
-from normalised cxcywh to xyxy pixels of ``target_sizes`` (usually the original image size).
+from normalised cxcywh to xyxy pixels of ``target_sizes`` (usually the original image size) and
+are clipped to that image: x in [0, w], y in [0, h]. (A predicted box may reach past the border,
+e.g. y = -2 px; the official PostProcess leaves it there.)
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def postprocess(outputs: dict, target_sizes: Tensor, top_k: int = 100) -> list[d
         top_k: detections per image (capped at Q * K).
     Returns:
         per image {"scores" (top_k,), "labels" (top_k,) int64 in 0..K-1,
-        "boxes" (top_k, 4) xyxy pixels}, scores descending.
+        "boxes" (top_k, 4) xyxy pixels clipped to the image}, scores descending.
     """
     logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
     n, q, k = logits.shape
@@ -38,5 +40,5 @@ def postprocess(outputs: dict, target_sizes: Tensor, top_k: int = 100) -> list[d
     xyxy = torch.gather(cxcywh_to_xyxy(boxes), 1, query[..., None].expand(-1, -1, 4))  # (N, top_k, 4)
     h, w = target_sizes.unbind(1)
     scale = torch.stack([w, h, w, h], dim=1).to(xyxy.dtype)  # (N, 4)
-    xyxy = xyxy * scale[:, None, :]
+    xyxy = torch.minimum(xyxy * scale[:, None, :], scale[:, None, :]).clamp(min=0)  # inside [0, w] x [0, h]
     return [{"scores": s, "labels": l, "boxes": b} for s, l, b in zip(scores, labels, xyxy)]

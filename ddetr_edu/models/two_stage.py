@@ -42,9 +42,9 @@ def encoder_proposals(memory: Tensor, padding_mask: Tensor, levels: Levels) -> t
     for level, ((h, w), mask) in enumerate(zip(levels.sizes, masks)):
         valid_h = (~mask[:, :, 0]).sum(1)  # (N,)
         valid_w = (~mask[:, 0, :]).sum(1)  # (N,)
-        grid_y, grid_x = torch.meshgrid(
-            torch.linspace(0, h - 1, h, dtype=torch.float32, device=memory.device),
-            torch.linspace(0, w - 1, w, dtype=torch.float32, device=memory.device),
+        grid_y, grid_x = torch.meshgrid(  # arange: symbolic sizes stay symbolic under torch.export
+            torch.arange(h, dtype=torch.float32, device=memory.device),
+            torch.arange(w, dtype=torch.float32, device=memory.device),
             indexing="ij")  # (H, W) pixel indices
         grid = torch.stack([grid_x, grid_y], dim=-1)  # (H, W, 2) as (x, y)
         valid_size = torch.stack([valid_w, valid_h], dim=-1).view(n, 1, 1, 2)

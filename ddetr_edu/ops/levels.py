@@ -5,7 +5,9 @@ of S = sum_l H_l W_l tokens; level l occupies the tokens start_l .. start_l + H_
 
     start_l = sum_{j < l} H_j W_j                                (an exclusive cumulative sum)
 
-``Levels`` holds the sizes and the starts as Python ints. The detector builds it once per forward
+``Levels`` holds the sizes and the starts as Python ints (``torch.SymInt`` expressions of the
+image's height and width while ``torch.export`` traces with symbolic sizes, as the dynamic ONNX
+export does). The detector builds it once per forward
 from its feature maps (``map.shape``), so checking sizes, splitting ``value`` into levels and
 launching the kernel never read a tensor back from the GPU (a host-device synchronisation). The
 official signature passes ``spatial_shapes`` as an int64 (L, 2) tensor and ``level_start_index``
@@ -36,7 +38,7 @@ class Levels:
     starts: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        sizes = tuple((int(h), int(w)) for h, w in self.sizes)
+        sizes = tuple((_size(h), _size(w)) for h, w in self.sizes)
         if not sizes or any(h < 1 or w < 1 for h, w in sizes):
             raise ValueError(f"spatial_shapes must be positive (H, W) pairs, at least one level, "
                              f"got {[list(s) for s in sizes]}")
@@ -100,6 +102,13 @@ class Levels:
     def official(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """(spatial_shapes (L, 2), level_start_index (L,)) int64 tensors on ``device``."""
         return small_tensor(self.sizes, torch.int64, device), small_tensor(self.starts, torch.int64, device)
+
+
+def _size(value) -> int:
+    """A level side as an int; a symbolic size (``torch.SymInt``, met while ``torch.export``
+    traces with dynamic height and width) stays symbolic, since ``int()`` would fix it to the
+    example's value."""
+    return value if isinstance(value, torch.SymInt) else int(value)
 
 
 def as_levels(spatial_shapes: Levels | SpatialShapes, level_start_index: StartIndex | None = None) -> Levels:

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from ddetr_edu.checkpoints import CheckpointKind, load_official_checkpoint, read_checkpoint
+from ddetr_edu.checkpoints import load_official_checkpoint, read_checkpoint
 from ddetr_edu.data.folders import transform_config
-from ddetr_edu.data.images import load_rgb_image
+from ddetr_edu.data.images import load_image
 from ddetr_edu.data.transforms import TransformConfig, build_eval_transforms
+from ddetr_edu.inference import Detector
 from ddetr_edu.viz.coco_names import coco_label_names
 
 
@@ -40,18 +40,12 @@ MAX_SHORT_SIDE = 2048  # pixels: short side of the model input, at most
 MAX_LONG_SIDE = 4096  # pixels: long side of the model input, at most
 
 
-@dataclass
-class LoadedDetector:
-    """A detector ready to look at images."""
-
-    model: nn.Module  # DeformableDETR in eval mode
-    kind: CheckpointKind  # "ddetr_edu" or "official"
-    transforms: TransformConfig  # the evaluation resize of its training recipe
-    class_names: list[str] | None = None  # None: labels are printed as "class <i>"
+LoadedDetector = Detector  # model, kind, transforms, class_names; Detector.detect(image) gives boxes
 
 
 def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedDetector:
-    """The detector stored in ``path`` (see the module docstring for the accepted kinds)."""
+    """The detector stored in ``path`` (see the module docstring for the accepted kinds); with no
+    path at hand, ``ddetr_edu.load_detector()`` gives the reference model."""
     from ddetr_edu.config import config_from_dict
     from ddetr_edu.models import build_detector
     from ddetr_edu.training.config import TrainConfig
@@ -106,7 +100,7 @@ def prepare_image(path: str | os.PathLike, transforms: TransformConfig,
     photo quickly on a CPU.
     """
     check_short_side(short_side)
-    picture = load_rgb_image(path)  # FileNotFoundError / ValueError naming the file
+    picture = load_image(path)  # FileNotFoundError / ValueError naming the file
     if short_side is not None:
         ratio = transforms.max_size / transforms.eval_scale
         max_size = min(MAX_LONG_SIDE, max(short_side, round(short_side * ratio)))

@@ -103,10 +103,15 @@ def test_list_input_equals_padded_tensor_and_none_mask_equals_false_mask():
     (torch.randn(1, 4, 32, 32), "3 channels"),
     (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating-point"),
     (torch.randn(3, 32, 32), "4 dimensions"),
+    (torch.randn(1, 3, 32, 32, dtype=torch.float64), "expected torch.float32, the dtype of the model's weights"),
+    (torch.randn(1, 3, 1, 1), "at least 32 pixels"),
+    (torch.randn(1, 3, 20, 200), "at least 32 pixels"),
 ])
 def test_bad_images_raise(images, match):
-    with pytest.raises(ValueError, match=match):
-        tiny()(images)
+    for model in (tiny(), tiny().eval()):
+        with pytest.raises(ValueError, match=match) as error:
+            model(images)
+        assert "\n" not in str(error.value)  # one line
 
 
 def test_bad_masks_raise():
@@ -147,3 +152,28 @@ def test_postprocess_topk_and_pixels():
     assert torch.allclose(res["scores"][0], torch.sigmoid(torch.tensor(3.0)))
     assert torch.allclose(res["boxes"][0], torch.tensor([0.0, 50.0, 100.0, 100.0]))  # x by 200, y by 100
     assert torch.allclose(res["boxes"][1], torch.tensor([80.0, 30.0, 120.0, 70.0]))
+
+
+def test_postprocess_clips_boxes_to_the_image():
+    """A box reaching past the border (y = -2 px, x beyond the width) is clipped to [0, w] x [0, h]."""
+    logits = torch.zeros(1, 2, 1)
+    boxes = torch.tensor([[[0.1, 0.02, 0.3, 0.08], [0.95, 0.5, 0.2, 0.2]]])  # y0 = -0.02, x1 = 1.05
+    (res,) = postprocess({"pred_logits": logits, "pred_boxes": boxes}, torch.tensor([[100, 200]]))
+    by_query = sorted(res["boxes"].tolist(), key=lambda b: b[0])
+    assert by_query[0] == pytest.approx([0.0, 0.0, 50.0, 6.0], abs=1e-4)  # unclipped x0 = -10, y0 = -2 px
+    assert by_query[1] == pytest.approx([170.0, 40.0, 200.0, 60.0], abs=1e-4)  # unclipped x1 = 210 px
+
+
+def test_float64_images_run_with_a_float64_model():
+    model = tiny().double().eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 32, 32, dtype=torch.float64))
+    assert out["pred_logits"].dtype == torch.float64
+
+
+def test_forward_has_a_real_docstring():
+    from ddetr_edu.models.detector import DeformableDETR
+
+    doc = DeformableDETR.forward.__doc__
+    for words in ("(N, 3, H, W)", "ImageNet-normalised", "masks", "pred_logits", "pred_boxes", "cxcywh", "ValueError"):
+        assert words in doc, words

@@ -120,6 +120,9 @@ def test_postprocess(case):
     results = postprocess(out, reference["target_sizes"], top_k=reference["scores"].shape[1])
     for i, ours in enumerate(results):
         scores, labels, boxes = reference["scores"][i], reference["labels"][i], reference["boxes"][i]
+        height, width = reference["target_sizes"][i].tolist()  # ours are clipped to the image, the official not
+        boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                             boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
         # near-ties may swap places: compare the sorted scores, then match detections as sets
         assert _max_diff(ours["scores"], scores) <= LOGITS_TOL
         assert ours["labels"].dtype == torch.int64
