@@ -76,7 +76,8 @@ class DemoResult:
     table: str  # the printable COCO table
     figures: list[Path] = field(default_factory=list)  # PNG files written
     visualizations: list[Path] = field(default_factory=list)  # the visualizer's PNG / GIF files
-    interrupted: bool = False  # Ctrl-C during training; running the demo again continues
+    interrupted: bool = False  # Ctrl-C or SIGTERM during training; running the demo again continues
+    stop_signal: int | None = None  # the signal that interrupted it (signal.SIGINT or SIGTERM)
 
 
 def shapes_dataset_is_ready(data_dir: str | os.PathLike, config: ShapesConfig) -> bool:
@@ -202,7 +203,7 @@ def run_demo(
     result = fit(model_cfg, train_cfg, data_dir, run_dir, resume=resume, epoch_callback=recorder)
     if result.interrupted:  # fit said where it stopped; the demo continues from there by itself
         report(f"run the demo again (same options) to continue from {run_dir / INTERRUPTED}")
-        return DemoResult(run_dir, {}, "", interrupted=True)
+        return DemoResult(run_dir, {}, "", interrupted=True, stop_signal=result.stop_signal)
     _, val_set = build_datasets(data_dir, train_cfg)
     metrics, detections = evaluate_model(result.model, val_set, train_cfg, device=torch.device("cpu"))
     figures = save_curves(run_dir / "log.jsonl", run_dir)

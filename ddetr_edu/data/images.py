@@ -24,6 +24,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
+from ddetr_edu.paths import folder_given_for_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # listed for a folder
 
 IMAGENET_MEAN_RGB = (124, 116, 104)  # ImageNet mean (0.485, 0.456, 0.406) * 255, rounded
 
@@ -54,6 +57,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb_image(path: str | os.PathLike) -> Image.Image:
     """Open `path` and return an upright 8-bit RGB image (fully loaded, file closed)."""
     path = Path(path)
+    folder = folder_given_for_file(path, "an image", IMAGE_SUFFIXES)
+    if folder is not None:
+        raise DataFileError(folder)
     if not path.is_file():
         raise DataFileNotFoundError(f"image file not found: {path}")
     try:

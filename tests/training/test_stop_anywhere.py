@@ -1,7 +1,8 @@
 """A run stopped anywhere and resumed ends as one that never stopped; a new run replaces the old.
 
 "The same" means: equal weights, checkpoints (epoch, best AP, metrics, tensors) and logbook
-records (each step, epoch and evaluation once; only the timings differ).
+records (each step, epoch and evaluation once, field by field, the epoch's loss means included;
+only the timings differ).
 """
 from __future__ import annotations
 
@@ -68,10 +69,8 @@ def _run(run_dir, resume=None, criterion=None, score=None, callback=None, epochs
 
 
 def _log(run_dir):
-    """The records without timings; epoch records without their means (a mid-epoch resume
-    averages the steps after it only)."""
-    return [{k: v for k, v in r.items() if k != "seconds" and not (r["kind"] == "epoch" and k.startswith("train_"))}
-            for r in read_log(run_dir / LOG)]
+    """The records without timings, every other field (the epochs' loss means too) as written."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_log(run_dir / LOG)]
 
 
 def _assert_same_run(straight_dir, straight, other_dir, other, checkpoints=(LAST, BEST)):
