@@ -32,7 +32,7 @@ from ddetr_edu.config import ModelConfig, config_from_dict, config_to_dict, get_
 from ddetr_edu.checkpoints import load_checkpoint
 from ddetr_edu.checkpoints.training_state import config_changes
 from ddetr_edu.data.folders import build_datasets
-from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
+from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, files_not_made_by_make_shapes, make_shapes_dataset
 from ddetr_edu.training.config import TrainConfig, train_preset, with_epochs
 from ddetr_edu.training.fit import evaluate_model, fit
 from ddetr_edu.training.loop import INTERRUPTED, LAST
@@ -163,6 +163,10 @@ def check_demo_folders(data_dir: str | os.PathLike, run_dir: str | os.PathLike, 
     conflict = dataset_conflict(data_dir, shapes)
     if conflict is not None:
         raise ValueError(f"{conflict}; the demo would replace it: give it another data folder (--data)")
+    foreign = files_not_made_by_make_shapes(data_dir)
+    if foreign and not shapes_dataset_is_ready(data_dir, shapes):
+        raise ValueError(f"{data_dir} holds files that make-shapes did not write ({', '.join(foreign[:4])}"
+                         f"{' ...' if len(foreign) > 4 else ''}); give the demo another data folder (--data)")
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir} is a file, not a run folder")
     _resume_point(Path(run_dir), model_cfg, train_cfg, report=lambda line: None)

@@ -298,6 +298,7 @@ def train_one_epoch(
                     logbook.write("train", epoch=state.epoch, step=state.step_in_epoch,
                                   global_step=state.global_step, lr=optimizer.param_groups[0]["lr"],
                                   **means.take_window())
+                state.rng_at_step_start = None  # the step is done: a stop now saves the RNG of now
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.3f}")
     finally:

@@ -84,7 +84,14 @@ def _jsonable(value: Any) -> Any:
 def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:
     """``path`` holds exactly ``records``, one per line (written to a temporary file, then renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    try:
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(error, path, f"{path.name} is unchanged")
+        if full is not None:
+            raise full from None
+        raise
     os.replace(tmp, path)
 
 

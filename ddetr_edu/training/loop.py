@@ -145,7 +145,8 @@ class TrainingRun:
             epoch_callback(self.model, state.epoch)
         barrier(self.context)
         self.epoch_end = None
-        self.signals.stop_if_any_rank_was_signalled()  # torchrun: all ranks stop here together
+        if state.epoch < self.cfg.epochs:  # after the last epoch everything is saved: the run just ends
+            self.signals.stop_if_any_rank_was_signalled()  # torchrun: all ranks stop here together
 
     def checkpoint(self, step_in_epoch: int, rng: dict | None = None, epoch_end_due: bool = False) -> dict[str, Any]:
         """The checkpoint of now (its tensors are the live ones: save it before training goes on);
