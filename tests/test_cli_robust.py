@@ -46,6 +46,7 @@ def test_make_shapes_never_touches_a_folder_holding_other_files_overwrite_or_not
     assert _user_files(folder) == before
 
 
+@pytest.mark.slow
 def test_train_overwrite_removes_only_the_runs_own_files(shapes_dir, finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,7 +80,10 @@ def test_sigterm_saves_the_interrupted_checkpoint_says_so_and_exits_143(shapes, 
 @pytest.mark.slow
 def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_alone_saves(shapes, tmp_path):
     out = tmp_path / "run"
-    process = _start(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    process = _start(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                       *_train_args(shapes, out, epochs=200)])
     _wait_for_a_training_step(out, process)
     start = time.monotonic()
