@@ -115,7 +115,8 @@ def _add_make_shapes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path,
                         help="folder to write the dataset into (a folder holding anything else is refused)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the dataset in --out even if it was made with other settings")
+                        help="replace the shapes dataset in --out even if it was made with other settings "
+                             "(a folder holding any other file is refused, with or without it)")
     parser.add_argument("--seed", type=int, default=None, help="dataset seed (default: the config's)")
     parser.add_argument("--demo", action="store_true", help="start from the demo's config (small images)")
     parser.add_argument("--workers", type=int, default=0, help="processes drawing images (0: this one)")
@@ -125,7 +126,8 @@ def _add_make_shapes(parser: argparse.ArgumentParser) -> None:
 
 def _run_make_shapes(args: argparse.Namespace) -> int:
     from ddetr_edu.config import with_overrides
-    from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
+    from ddetr_edu.data.shapes import (ShapesConfig, dataset_conflict, files_not_made_by_make_shapes,
+                                       make_shapes_dataset)
     from ddetr_edu.demo import DEMO_SHAPES
 
     overrides = {**_split_pairs(args.set), **_given(seed=args.seed)}
@@ -134,9 +136,14 @@ def _run_make_shapes(args: argparse.Namespace) -> int:
     _require_folder("--out", args.out)
     with usage_errors():
         config = with_overrides(DEMO_SHAPES if args.demo else ShapesConfig(), overrides)
+    foreign = files_not_made_by_make_shapes(args.out)
+    if foreign:  # never replaced, --overwrite or not
+        raise UsageError(f"--out {args.out} holds files that make-shapes did not write ({', '.join(foreign[:4])}"
+                         f"{' ...' if len(foreign) > 4 else ''}); choose a new or empty folder (--overwrite "
+                         f"replaces a shapes dataset only)")
     conflict = dataset_conflict(args.out, config)
     if conflict is not None and not args.overwrite:
-        raise UsageError(f"--out {conflict}; choose another --out, or pass --overwrite to replace it")
+        raise UsageError(f"--out {conflict}; choose another --out, or pass --overwrite to replace that dataset")
     paths = make_shapes_dataset(args.out, config, num_workers=args.workers)
     print(f"wrote {config.num_train} train and {config.num_val} val images to {paths.root}")
     return 0
@@ -307,10 +314,15 @@ def _resume_checkpoint(path: Path) -> dict:
 
 def _check_run_folder(args: argparse.Namespace) -> None:
     """``--out`` must be a folder without a run, unless ``--resume`` continues the run there or
-    ``--overwrite`` replaces it: no run is replaced by accident."""
+    ``--overwrite`` replaces it: no run is replaced by accident; and no live run may hold it
+    (``run.lock``), whatever the options."""
     from ddetr_edu.training.loop import INTERRUPTED, LAST, continues_run_in, run_files
+    from ddetr_edu.training.run_lock import busy_message
 
     _require_folder("--out", args.out)
+    busy = busy_message(args.out)  # a live run there: name it, whatever the options
+    if busy is not None:
+        raise UsageError(busy)
     held = run_files(args.out)
     if not held or args.overwrite or continues_run_in(args.out, args.resume):
         return
@@ -318,6 +330,14 @@ def _check_run_folder(args: argparse.Namespace) -> None:
     resume = f"continue it with --resume {latest}, " if latest else ""
     raise UsageError(f"--out {args.out} already holds a run ({', '.join(held)}); {resume}choose a new --out, "
                      f"or pass --overwrite to replace it")
+
+
+def continue_advice(args: argparse.Namespace, checkpoint: Path) -> str:
+    """How to continue a run from ``checkpoint``: "the same command with --resume X", naming what
+    to drop so that the advice never contradicts the command (an older --resume, --overwrite)."""
+    drop = [f"--resume {args.resume}"] if args.resume is not None and Path(args.resume) != checkpoint else []
+    drop += ["--overwrite"] if args.overwrite else []
+    return f"the same command with --resume {checkpoint}" + (f" instead of {' and '.join(drop)}" if drop else "")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -343,8 +363,8 @@ def _run_train(args: argparse.Namespace) -> int:
     finally:
         shutdown(context)
     if result.interrupted:  # fit said where it stopped and what it saved
-        rank_zero_print(context, f"to continue: the same command with --resume {result.run_dir / INTERRUPTED}")
-        return 130
+        rank_zero_print(context, f"to continue: {continue_advice(args, result.run_dir / INTERRUPTED)}")
+        return 128 + result.stop_signal if result.stop_signal else 130
     if result.table:
         rank_zero_print(context, result.table)
     rank_zero_print(context, f"done: {result.epochs_completed} epochs, best AP {result.best_ap:.3f}; "
@@ -463,7 +483,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.data, out, shapes=DEMO_SHAPES, model_cfg=model_cfg, train_cfg=train_cfg,
                       report=lambda line: print(line, flush=True))
     if result.interrupted:  # the demo said where it stopped and how to continue
-        return 130
+        return 128 + result.stop_signal if result.stop_signal else 130
     print(result.table)
     print(f"pictures: {', '.join(str(p) for p in result.figures)}")
     if result.visualizations:
@@ -532,7 +552,35 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
                              "batch, height and width)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per call, fixed in the graph; with --size only (default: 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it holds an ONNX graph (never the checkpoint or another file)")
+
+
+def _is_onnx_graph(path: Path) -> bool:
+    """True when ``path`` parses as an ONNX model with a graph of at least one node."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any file onnx cannot parse is not an ONNX graph
+        return False
+    return model.ir_version > 0 and len(model.graph.node) > 0
+
+
+def _check_export_out(out: Path, checkpoint: Path, overwrite: bool) -> None:
+    """``--out`` may replace an ONNX graph (with ``--overwrite``), never the checkpoint being read,
+    a folder or any other file."""
+    if not out.exists():
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; expected the .onnx file to write (e.g. {out / 'model.onnx'})")
+    if checkpoint.exists() and out.samefile(checkpoint):
+        raise UsageError(f"--out {out} is the checkpoint that --checkpoint reads; choose another file for the graph")
+    if not _is_onnx_graph(out):
+        raise UsageError(f"--out {out} exists and is not an ONNX graph; export never replaces it, with --overwrite "
+                         f"or not: choose another file")
+    if not overwrite:
+        raise UsageError(f"--out {out} exists (an ONNX graph); choose another file or pass --overwrite to replace it")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -549,8 +597,7 @@ def _run_export(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise UsageError(str(error)) from error
 
-    if args.out.exists() and not (args.overwrite and args.out.is_file()):
-        raise UsageError(f"--out {args.out} exists; choose another file or pass --overwrite (files only)")
+    _check_export_out(args.out, args.checkpoint, args.overwrite)
     if args.batch_size is not None and args.size is None:
         raise UsageError("--batch-size fixes the batch of a fixed-size graph: give --size HEIGHT WIDTH too "
                          "(without --size the graph takes any batch)")
@@ -617,24 +664,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code: 2 for bad input (a UsageError,
-    or a DataFileError met while training or evaluating), 1 for a non-finite loss, 130 for
-    Ctrl-C. Any other exception propagates with its traceback."""
+    a DataFileError met while training or evaluating, an --out another run holds), 1 for a
+    non-finite loss or a full disk, 130 for Ctrl-C, 143 for SIGTERM. Any other exception
+    propagates with its traceback."""
     from ddetr_edu.data.errors import DataFileError
+    from ddetr_edu.disk_full import DiskFullError
     from ddetr_edu.training.engine import NonFiniteLossError
+    from ddetr_edu.training.run_lock import RunFolderBusy
+    from ddetr_edu.training.stopping import Terminated, exit_code
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
-    except (UsageError, DataFileError) as error:  # bad input; any other exception (a bug) keeps its traceback
-        print(f"error: {error}", file=sys.stderr)
+        with _sigterm_raises():
+            return args.run(args)
+    except (UsageError, DataFileError, RunFolderBusy) as error:  # bad input; any other exception (a bug) keeps
+        print(f"error: {error}", file=sys.stderr)                # its traceback
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except NonFiniteLossError as error:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated) outside the training epochs
+        print("terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted", file=sys.stderr)
+        return exit_code(stop)
+    except (NonFiniteLossError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`~ddetr_edu.training.stopping.Terminated` (a KeyboardInterrupt) while a
+    command runs in the main thread, as Ctrl-C does; the training epochs handle both themselves."""
+    import signal
+    import threading
+
+    from ddetr_edu.training.stopping import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["UsageError", "usage_errors", "Command", "COMMANDS", "split_overrides", "train_configs",

@@ -32,7 +32,7 @@ from ddetr_edu.config import ModelConfig, config_from_dict, config_to_dict, get_
 from ddetr_edu.checkpoints import load_checkpoint
 from ddetr_edu.checkpoints.training_state import config_changes
 from ddetr_edu.data.folders import build_datasets
-from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, make_shapes_dataset
+from ddetr_edu.data.shapes import ShapesConfig, dataset_conflict, files_not_made_by_make_shapes, make_shapes_dataset
 from ddetr_edu.training.config import TrainConfig, train_preset, with_epochs
 from ddetr_edu.training.fit import evaluate_model, fit
 from ddetr_edu.training.loop import INTERRUPTED, LAST
@@ -76,7 +76,8 @@ class DemoResult:
     table: str  # the printable COCO table
     figures: list[Path] = field(default_factory=list)  # PNG files written
     visualizations: list[Path] = field(default_factory=list)  # the visualizer's PNG / GIF files
-    interrupted: bool = False  # Ctrl-C during training; running the demo again continues
+    interrupted: bool = False  # Ctrl-C or SIGTERM during training; running the demo again continues
+    stop_signal: int | None = None  # the signal that interrupted it (signal.SIGINT or SIGTERM)
 
 
 def shapes_dataset_is_ready(data_dir: str | os.PathLike, config: ShapesConfig) -> bool:
@@ -164,6 +165,10 @@ def check_demo_folders(data_dir: str | os.PathLike, run_dir: str | os.PathLike, 
     conflict = dataset_conflict(data_dir, shapes)
     if conflict is not None:
         raise ValueError(f"{conflict}; the demo would replace it: give it another data folder (--data)")
+    foreign = files_not_made_by_make_shapes(data_dir)
+    if foreign and not shapes_dataset_is_ready(data_dir, shapes):
+        raise ValueError(f"{data_dir} holds files that make-shapes did not write ({', '.join(foreign[:4])}"
+                         f"{' ...' if len(foreign) > 4 else ''}); give the demo another data folder (--data)")
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir} is a file, not a run folder")
     _resume_point(Path(run_dir), model_cfg, train_cfg, report=lambda line: None)
@@ -204,7 +209,7 @@ def run_demo(
     result = fit(model_cfg, train_cfg, data_dir, run_dir, resume=resume, epoch_callback=recorder)
     if result.interrupted:  # fit said where it stopped; the demo continues from there by itself
         report(f"run the demo again (same options) to continue from {run_dir / INTERRUPTED}")
-        return DemoResult(run_dir, {}, "", interrupted=True)
+        return DemoResult(run_dir, {}, "", interrupted=True, stop_signal=result.stop_signal)
     _, val_set = build_datasets(data_dir, train_cfg)
     metrics, detections = evaluate_model(result.model, val_set, train_cfg, device=torch.device("cpu"))
     figures = save_curves(run_dir / "log.jsonl", run_dir)

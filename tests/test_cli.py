@@ -388,7 +388,7 @@ def test_make_shapes_never_replaces_another_dataset_unless_told(shapes_dir, tmp_
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     assert main(["make-shapes", "--out", str(other), *TINY_SHAPES]) == 2
-    assert f"{other} holds notes.txt and no shapes dataset" in _one_line_error(capsys)
+    assert f"{other} holds files that make-shapes did not write (notes.txt)" in _one_line_error(capsys)
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 

@@ -16,16 +16,21 @@ from typing import Any
 
 import torch
 
+from ddetr_edu.paths import folder_given_for_file
+
 ALLOWED_GLOBALS = (argparse.Namespace,)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with ``argparse.Namespace`` allow-listed.
 
-    ``FileNotFoundError`` for a missing file; ``ValueError`` naming the file for one that holds
-    other objects or that ``torch.load`` cannot read.
+    ``FileNotFoundError`` for a missing file; ``ValueError`` for a folder, or naming the file for
+    one that holds other objects or that ``torch.load`` cannot read.
     """
     path = os.fspath(path)
+    folder = folder_given_for_file(path, "a checkpoint", (".pth", ".pt"))
+    if folder is not None:
+        raise ValueError(folder)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path!r}")
     try:

@@ -20,14 +20,16 @@ key                  value
 ``train_config``     ``TrainConfig`` as a plain dict
 ``metrics``          the last evaluation's metrics (floats) or ``{}``
 ``log_records``      records in the run's ``log.jsonl`` when it was written (``None``: unknown)
+``epoch_sums``       the running epoch's loss sums (``LossMeans.to_dict``) when
+                     ``step_in_epoch > 0``, else ``None``
 ``epoch_end_due``    ``True``: epoch ``epoch - 1`` is trained but its evaluation and
                      ``checkpoint_last.pth`` are not done yet (Ctrl-C during them); resuming
                      does them first. ``False`` otherwise
 ``class_names``      the training set's class names in label order (0..C-1), or ``None``
 ===================  =================================================================
 
-The last three keys came later; a checkpoint without them reads as ``None``, ``False`` and
-``None`` (read them with ``checkpoint.get(...)``).
+The last four keys came later; a checkpoint without them reads as ``None``, ``None``, ``False``
+and ``None`` (read them with ``checkpoint.get(...)``).
 
 Writing goes to a temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), then
 ``os.replace`` renames it over the target: a crash mid-write never leaves a truncated
@@ -49,11 +51,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddetr_edu.disk_full import disk_full_error
+
 CHECKPOINT_FORMAT = "ddetr_edu.train.v1"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder + ``os.replace``;
+    a full disk is a :class:`~ddetr_edu.disk_full.DiskFullError` naming ``path`` (the previous
+    file intact, the temporary one removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -64,8 +70,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:  # Ctrl-C and SystemExit too: no temporary file outlives the call
+    except BaseException as error:  # Ctrl-C and SystemExit too: no temporary file outlives the call
         tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        full = disk_full_error(error, path, f"{kept} and no partial file is left")
+        if full is not None:
+            raise full from None
         raise
     return path
 
@@ -142,6 +152,7 @@ def build_checkpoint(
     log_records: int | None = None,
     epoch_end_due: bool = False,
     class_names: list[str] | None = None,
+    epoch_sums: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict described in the module docstring.
 
@@ -162,6 +173,7 @@ def build_checkpoint(
         "train_config": train_config,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "log_records": None if log_records is None else int(log_records),
+        "epoch_sums": epoch_sums,
         "epoch_end_due": bool(epoch_end_due),
         "class_names": None if class_names is None else [str(name) for name in class_names],
     }

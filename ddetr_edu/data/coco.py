@@ -17,7 +17,8 @@ a :class:`~ddetr_edu.data.errors.DataFileError` (a ``ValueError``) naming the fi
 annotation, its id:
 
 * ``images``: a non-empty list; each image has a unique int ``id``, a ``file_name`` and a
-  positive ``width`` and ``height``;
+  positive ``width`` and ``height``; every file must exist (:func:`check_image_files`, when the
+  dataset is built);
 * ``annotations``: a list (it may be empty: every image a negative); each has a unique int
   ``id``, an ``image_id`` and a ``category_id`` listed in the file, a ``bbox`` [x, y, w, h] and an
   ``area`` of finite numbers (NaN, inf and strings are errors);
@@ -150,6 +151,21 @@ def load_coco_annotations(ann_file: str | os.PathLike) -> COCO:
     return coco
 
 
+def check_image_files(image_root: Path, ann_file: Path, file_names: list[str], shown: int = 3) -> None:
+    """Every image the annotation file names is a file under ``image_root``: checked when the
+    dataset is built, before a run writes anything, so that a missing image never stops a run
+    halfway (or goes unnoticed by a short one). A
+    :class:`~ddetr_edu.data.errors.DataFileNotFoundError` gives the count and the first few."""
+    missing = [name for name in file_names if not (image_root / name).is_file()]
+    if not missing:
+        return
+    first = ", ".join(missing[:shown]) + (", ..." if len(missing) > shown else "")
+    folders = [name for name in missing if (image_root / name).is_dir()]
+    folder_note = f" ({folders[0]} is a folder)" if folders else ""
+    raise DataFileNotFoundError(f"{ann_file}: {len(missing)} of the {len(file_names)} images it names are missing "
+                                f"under {image_root}{folder_note}: {first}")
+
+
 class CocoDetection(Dataset):
     """Images under `image_root` (``file_name`` is relative to it) and boxes from `ann_file`.
 
@@ -169,6 +185,7 @@ class CocoDetection(Dataset):
         self.category_id_to_label: dict[int, int] = {cid: i for i, cid in enumerate(self.label_to_category_id)}
         self.class_names: list[str] = [str(c.get("name", c["id"])) for c in categories]
         self.image_ids: list[int] = sorted(self.coco.imgs)
+        check_image_files(self.image_root, self.ann_file, [self.coco.imgs[i]["file_name"] for i in self.image_ids])
         self._boxes, self._labels = self._clean_annotations()
 
     @property

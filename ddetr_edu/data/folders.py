@@ -53,12 +53,15 @@ def _layouts(root: Path) -> dict[str, DataPaths]:
 
 
 def find_data(root: str | os.PathLike, *, train: bool = True) -> DataPaths:
-    """The splits under ``root`` (shapes or COCO 2017 layout); ``FileNotFoundError`` otherwise.
+    """The splits under ``root`` (shapes or COCO 2017 layout); ``FileNotFoundError`` otherwise
+    (``ValueError`` when ``root`` is a file).
 
     ``train=False``: only the validation split must exist (evaluation); the train paths of the
     result are None when the training split is missing.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file; expected a dataset folder")
     layouts = _layouts(root)
     for paths in layouts.values():
         has_train = paths.train_images.exists() and paths.train_annotations.exists()  # type: ignore[union-attr]

@@ -28,6 +28,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ddetr_edu.data.errors import DataFileError, DataFileNotFoundError
+from ddetr_edu.paths import folder_given_for_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # listed for a folder
 
 IMAGENET_MEAN_RGB = (124, 116, 104)  # ImageNet mean (0.485, 0.456, 0.406) * 255, rounded
 
@@ -69,8 +72,9 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(f"image: expected a file path or a PIL image, got {type(source).__name__}")
     path = Path(source)
-    if path.is_dir():
-        raise DataFileError(f"{path} is a folder; expected an image file")
+    folder = folder_given_for_file(path, "an image", IMAGE_SUFFIXES)
+    if folder is not None:
+        raise DataFileError(folder)
     if not path.is_file():
         raise DataFileNotFoundError(f"image file not found: {path}")
     try:

@@ -302,6 +302,39 @@ def _made_with(ann_file: Path) -> dict | None:
     return made_with if isinstance(made_with, dict) else None
 
 
+def _is_own_image(path: Path) -> bool:
+    """A file named as make-shapes names its images (``000123.png``)."""
+    return path.is_file() and path.suffix == ".png" and len(path.stem) == 6 and path.stem.isdigit()
+
+
+def files_not_made_by_make_shapes(root: str | os.PathLike) -> list[str]:
+    """The files and folders under ``root`` (relative names) that a shapes dataset does not hold,
+    hidden ones aside: writing a dataset there would risk them, so it is refused, ``--overwrite``
+    or not. Its own files are ``train.json`` / ``val.json`` whose ``info.config`` names shapes
+    settings, and ``images/{train,val}/NNNNNN.png`` (a file named like that counts as its own)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name in ("train.json", "val.json") and entry.is_file() and _made_with(entry) is not None:
+            continue
+        if entry.name != "images" or not entry.is_dir():
+            found.append(entry.name)
+            continue
+        for split_dir in sorted(entry.iterdir()):
+            if split_dir.name.startswith("."):
+                continue
+            if split_dir.name not in SPLIT_CODES or not split_dir.is_dir():
+                found.append(f"images/{split_dir.name}")
+                continue
+            found += [f"images/{split_dir.name}/{file.name}" for file in sorted(split_dir.iterdir())
+                      if not file.name.startswith(".") and not _is_own_image(file)]
+    return found
+
+
 def dataset_conflict(root: str | os.PathLike, config: ShapesConfig) -> str | None:
     """What writing the dataset of ``config`` into ``root`` would replace, as one line; None: nothing.
 
@@ -341,14 +374,21 @@ def make_shapes_dataset(
     """Write the shapes dataset under `out_dir` and return its paths.
 
     Layout: ``out_dir/train.json``, ``out_dir/val.json``, ``out_dir/images/train/000000.png``, ...
-    (``file_name`` in the JSON is relative to ``images/<split>``). A dataset already there is
-    replaced, whatever made it: :func:`dataset_conflict` tells first. Files are written atomically
+    (``file_name`` in the JSON is relative to ``images/<split>``). A shapes dataset already there
+    is replaced, whatever settings made it (:func:`dataset_conflict` tells first); a folder with
+    any other file is a ValueError (:func:`files_not_made_by_make_shapes`), so no user's file is
+    ever replaced or deleted. Files are written atomically
     (temporary file, then ``os.replace``); the same config gives the same bytes, with any
     `num_workers` (0 or 1: in this process; more: that many worker processes; None: up to 4
     processes for sets of 100 images or more, else in this process). Per image: ~10 ms drawing,
     ~10 ms PNG encoding on one core.
     """
     config = ShapesConfig() if config is None else config
+    foreign = files_not_made_by_make_shapes(out_dir)
+    if foreign:
+        raise ValueError(f"{out_dir} holds files that make-shapes did not write ({', '.join(foreign[:4])}"
+                         f"{' ...' if len(foreign) > 4 else ''}); it never replaces them, with --overwrite or "
+                         f"not: choose a new or empty folder")
     if num_workers is None:
         large = config.num_train + config.num_val >= 100
         num_workers = min(4, os.cpu_count() or 1) if large else 0

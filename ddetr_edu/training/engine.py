@@ -38,6 +38,9 @@ from ddetr_edu.training.config import TrainConfig
 from ddetr_edu.training.distributed import DistributedContext, all_gather_objects, all_reduce_mean, run_on_main
 from ddetr_edu.training.logbook import Logbook
 from ddetr_edu.training.matcher import check_labels
+from ddetr_edu.training.stopping import StopSignals
+
+STOP_KEY = "_stop"  # all-reduced with the loss values: > 0 when some rank got SIGTERM/SIGINT
 
 
 class NonFiniteLossError(RuntimeError):
@@ -54,6 +57,7 @@ class TrainState:
     best_ap: float = -1.0  # best validation AP so far (-1 before the first evaluation)
     last_metrics: dict[str, float] = field(default_factory=dict)
     rng_at_step_start: dict[str, Any] | None = None  # RNG before the running step loaded its batch
+    epoch_means: LossMeans | None = None  # the loss sums of the running epoch's steps so far
 
 
 def seed_everything(seed: int) -> None:
@@ -124,8 +128,8 @@ def _loss_message(state: TrainState, values: dict[str, float]) -> str:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
     return (
-        f"non-finite loss at epoch {state.epoch}, step {state.step_in_epoch} (global step "
-        f"{state.global_step}): non-finite terms {sorted(bad)}; all terms: {shown}. Training stopped; "
+        f"non-finite loss at epoch {state.epoch + 1}, step {state.step_in_epoch + 1} (global step "
+        f"{state.global_step + 1}): non-finite terms {sorted(bad)}; all terms: {shown}. Training stopped; "
         f"the last checkpoint on disk is from before this epoch. Try a lower lr, a smaller "
         f"clip_max_norm or amp=None."
     )
@@ -137,7 +141,11 @@ def progress_enabled(context: DistributedContext) -> bool:
 
 
 class LossMeans:
-    """Sums of the loss terms over the epoch and over the window since the last log line."""
+    """Sums of the loss terms over the epoch and over the window since the last log line.
+
+    A checkpoint saved in the middle of an epoch stores them (:meth:`to_dict`, plain floats), so
+    that the epoch's means after resuming cover all its steps, as in a run that never stopped.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
@@ -155,6 +163,20 @@ class LossMeans:
     def epoch_means(self) -> dict[str, float]:
         return {k: v / max(self.steps, 1) for k, v in self.sums.items()}
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "window": dict(self.window),
+                "window_steps": self.window_steps}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> LossMeans:
+        """The sums of :meth:`to_dict` (``None``: empty sums)."""
+        means = cls()
+        if values:
+            means.sums = {k: float(v) for k, v in values["sums"].items()}
+            means.window = {k: float(v) for k, v in values["window"].items()}
+            means.steps, means.window_steps = int(values["steps"]), int(values["window_steps"])
+        return means
+
     def take_window(self) -> dict[str, float]:
         """The means since the last call (a smoother curve than single steps), then a new window."""
         means = {k: v / max(self.window_steps, 1) for k, v in self.window.items()}
@@ -171,9 +193,14 @@ def forward_losses(
     *,
     device: torch.device,
     context: DistributedContext,
+    signals: StopSignals | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """(the loss to minimise, its terms as floats averaged over processes) for one batch of
-    images (n, 3, h, w), masks (n, h, w) and targets; :class:`NonFiniteLossError` on NaN/inf."""
+    images (n, 3, h, w), masks (n, h, w) and targets; :class:`NonFiniteLossError` on NaN/inf.
+
+    Under torch.distributed with ``signals``, whether any rank got SIGTERM/SIGINT travels with
+    the loss values, and every rank raises the stop here, before the optimiser step
+    (:mod:`ddetr_edu.training.stopping`)."""
     images, masks, targets = batch
     if hasattr(criterion, "num_classes"):  # checked on the CPU, before the batch moves
         check_labels(targets, criterion.num_classes)
@@ -182,7 +209,13 @@ def forward_losses(
     with autocast_context(cfg.amp, device):
         outputs = model(images, masks)
     loss_dict = criterion(to_float32(outputs), targets)  # one host sync: the matching
-    values = all_reduce_mean(read_losses(loss_dict), context)  # one host sync: the logged values
+    values = read_losses(loss_dict)
+    collective_stop = signals is not None and signals.collective and context.enabled
+    if collective_stop:
+        values[STOP_KEY] = signals.flag  # type: ignore[union-attr]
+    values = all_reduce_mean(values, context)  # one host sync: the logged values
+    if collective_stop:
+        signals.stop(values.pop(STOP_KEY))  # type: ignore[union-attr]
     if not math.isfinite(values["loss"]):
         raise NonFiniteLossError(_loss_message(state, values))
     return loss_dict["loss"], values
@@ -228,18 +261,24 @@ def train_one_epoch(
     context: DistributedContext,
     scaler: torch.amp.GradScaler | None = None,
     logbook: Logbook | None = None,
+    signals: StopSignals | None = None,
 ) -> dict[str, float]:
-    """Train for one epoch (or ``cfg.max_steps_per_epoch`` steps); returns the mean loss terms.
+    """Train for one epoch (or ``cfg.max_steps_per_epoch`` steps); returns the mean loss terms
+    over all the epoch's steps (``state.epoch_means`` carries those before a mid-epoch resume).
 
-    ``state.step_in_epoch`` and ``state.global_step`` advance after every optimiser step, so a
-    KeyboardInterrupt leaves ``state`` describing exactly the steps that were taken.
+    A step (forward, backward, optimiser step, ``state.step_in_epoch`` and ``state.global_step``,
+    the loss sums, the log line) runs inside ``signals.deferred()``: Ctrl-C or SIGTERM lands
+    between steps, so ``state`` describes exactly the steps that were taken.
     """
     model.train()
     criterion.train()
-    means = LossMeans()
+    if state.step_in_epoch == 0 or state.epoch_means is None:
+        state.epoch_means = LossMeans()
+    means = state.epoch_means
+    step_guard = signals.deferred if signals is not None else contextlib.nullcontext
     limit = cfg.max_steps_per_epoch
     total = len(loader) if limit is None else max(min(len(loader), limit - state.step_in_epoch), 0)
-    bar = tqdm(total=total, desc=f"epoch {state.epoch}", leave=False, disable=not progress_enabled(context))
+    bar = tqdm(total=total, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", leave=False, disable=not progress_enabled(context))
     batches = iter(loader)
     try:
         while limit is None or state.step_in_epoch < limit:
@@ -248,19 +287,24 @@ def train_one_epoch(
             batch = next(batches, None)
             if batch is None:
                 break
-            loss, values = forward_losses(model, criterion, batch, cfg, state, device=device, context=context)
-            optimizer_step(model, loss, optimizer, cfg.clip_max_norm, scaler)
-            state.step_in_epoch += 1
-            state.global_step += 1
-            means.add(values)
+            with step_guard():
+                loss, values = forward_losses(model, criterion, batch, cfg, state, device=device, context=context,
+                                              signals=signals)
+                optimizer_step(model, loss, optimizer, cfg.clip_max_norm, scaler)
+                state.step_in_epoch += 1
+                state.global_step += 1
+                means.add(values)
+                if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
+                    logbook.write("train", epoch=state.epoch, step=state.step_in_epoch,
+                                  global_step=state.global_step, lr=optimizer.param_groups[0]["lr"],
+                                  **means.take_window())
+                state.rng_at_step_start = None  # the step is done: a stop now saves the RNG of now
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.3f}")
-            if logbook is not None and (state.global_step % cfg.log_every == 0 or state.global_step == 1):
-                logbook.write("train", epoch=state.epoch, step=state.step_in_epoch, global_step=state.global_step,
-                              lr=optimizer.param_groups[0]["lr"], **means.take_window())
     finally:
         bar.close()
     state.rng_at_step_start = None
+    state.epoch_means = None
     return means.epoch_means()
 
 

@@ -22,6 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ddetr_edu.disk_full import disk_full_error
+
 AP_KEYS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 
 
@@ -44,12 +46,24 @@ class Logbook:
             _rewrite(self.path, kept)  # also ends the file cleanly after a partial last line
 
     def write(self, kind: str, **values: Any) -> None:
-        """Append ``{"kind": kind, **values}`` as one line (floats that are not finite become null)."""
+        """Append ``{"kind": kind, **values}`` as one line (floats that are not finite become null);
+        a full disk is a :class:`~ddetr_edu.disk_full.DiskFullError` (the partial line removed)."""
         if not self.enabled:
             return
         record = {"kind": kind, **{k: _jsonable(v) for k, v in values.items()}}
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        with self.path.open("ab", buffering=0) as file:  # unbuffered: each write is one system call
+            size = file.tell()
+            try:
+                done = 0
+                while done < len(line):
+                    done += file.write(line[done:])
+            except OSError as error:  # a full disk: cut the partial line off again
+                file.truncate(size)
+                full = disk_full_error(error, self.path, f"its {self.count} complete records are intact")
+                if full is not None:
+                    raise full from None
+                raise
         self.count += 1
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
@@ -70,7 +84,14 @@ def _jsonable(value: Any) -> Any:
 def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:
     """``path`` holds exactly ``records``, one per line (written to a temporary file, then renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    try:
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(error, path, f"{path.name} is unchanged")
+        if full is not None:
+            raise full from None
+        raise
     os.replace(tmp, path)
 
 

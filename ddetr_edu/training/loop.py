@@ -8,20 +8,24 @@ Files written into ``run_dir`` (rank 0 only, atomically):
 
 * ``checkpoint_last.pth``: after every epoch (what ``--resume`` continues from);
 * ``checkpoint_best.pth``: the epoch with the best validation AP so far;
-* ``checkpoint_interrupted.pth``: on Ctrl-C, the state in the middle of the epoch, or after its
-  training but before its evaluation and ``checkpoint_last.pth`` (resuming does those first);
-  deleted once a later ``checkpoint_last.pth`` is written;
-* ``log.jsonl``: the logbook (see :mod:`ddetr_edu.training.logbook`).
+* ``checkpoint_interrupted.pth``: on Ctrl-C or SIGTERM (:mod:`ddetr_edu.training.stopping`), the
+  state between two steps of the epoch (with the epoch's loss sums so far), or after its training
+  but before its evaluation and ``checkpoint_last.pth`` (resuming does those first); deleted once
+  a later ``checkpoint_last.pth`` is written;
+* ``log.jsonl``: the logbook (see :mod:`ddetr_edu.training.logbook`);
+* ``run.lock``: held while the run lives, so that no second run writes into the same folder
+  (:mod:`ddetr_edu.training.run_lock`).
 
 A new run (no ``resume``, or a checkpoint from another folder) replaces these files; resuming
 from a checkpoint of ``run_dir`` keeps them and cuts the logbook back to the records that
-checkpoint had seen. So a run stopped anywhere (Ctrl-C, a kill) and resumed from its latest
-checkpoint ends with the weights, checkpoints and log records of a run that never stopped (only
-the timings differ, and the loss means of an ``epoch`` record resumed mid-epoch cover the steps
-after the resume). Temporary files that a killed process left are removed when a run starts.
+checkpoint had seen. So a run stopped anywhere (Ctrl-C, SIGTERM, a kill) and resumed from its
+latest checkpoint ends with the weights, checkpoints and log records of a run that never stopped
+(only the timings differ). Temporary files that a killed process left are removed when a run
+starts. Messages number epochs from 1, as the progress line "epoch 1/3" does.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,9 +40,12 @@ from ddetr_edu.checkpoints.training_state import (atomic_torch_save, build_check
 from ddetr_edu.data.loader import build_dataloader
 from ddetr_edu.training.config import TrainConfig
 from ddetr_edu.training.distributed import DistributedContext, barrier, rank_zero_print, wrap_model
-from ddetr_edu.training.engine import TrainState, evaluate, make_grad_scaler, seed_everything, timed, train_one_epoch
+from ddetr_edu.training.engine import (LossMeans, TrainState, evaluate, make_grad_scaler, seed_everything, timed,
+                                       train_one_epoch)
 from ddetr_edu.training.logbook import AP_KEYS, Logbook, read_log
 from ddetr_edu.training.optim import build_optimizer, build_scheduler
+from ddetr_edu.training.run_lock import RunLock, acquire_run_lock
+from ddetr_edu.training.stopping import StopSignals, Terminated
 
 LAST, BEST, INTERRUPTED = "checkpoint_last.pth", "checkpoint_best.pth", "checkpoint_interrupted.pth"
 LOG = "log.jsonl"
@@ -56,8 +63,9 @@ class FitResult:
     best_ap: float
     metrics: dict[str, float] = field(default_factory=dict)  # the last evaluation
     table: str = ""  # the last evaluation's COCO table
-    interrupted: bool = False  # True after Ctrl-C (see checkpoint_interrupted.pth)
+    interrupted: bool = False  # True after Ctrl-C or SIGTERM (see checkpoint_interrupted.pth)
     model: nn.Module | None = field(default=None, repr=False)  # the trained model (unwrapped)
+    stop_signal: int | None = None  # the signal that stopped it (signal.SIGINT or SIGTERM), when interrupted
 
 
 @dataclass
@@ -81,6 +89,8 @@ class TrainingRun:
     table: str = ""  # the last evaluation's table
     epoch_end: dict[str, Any] | None = None  # the checkpoint of an epoch whose end (evaluation, save) is due
     class_names: list[str] | None = None  # the training set's classes, label order (stored in checkpoints)
+    signals: StopSignals = field(default_factory=StopSignals)  # Ctrl-C / SIGTERM during the epochs
+    lock: RunLock | None = None  # run.lock of run_dir (rank 0)
 
     def train_epoch(self, train_set: Dataset, collate_fn: Callable) -> None:
         """One epoch (the rest of it, after resuming mid-epoch), then the schedule's step."""
@@ -90,7 +100,7 @@ class TrainingRun:
                                   rank=context.rank, world_size=context.world_size)
         means, seconds = timed(lambda: train_one_epoch(
             self.train_model, self.criterion, loader, self.optimizer, cfg, state,
-            device=self.device, context=context, scaler=self.scaler, logbook=self.logbook))
+            device=self.device, context=context, scaler=self.scaler, logbook=self.logbook, signals=self.signals))
         self.scheduler.step()
         self.logbook.write("epoch", epoch=state.epoch, seconds=seconds, **{f"train_{k}": v for k, v in means.items()})
         steps = state.step_in_epoch
@@ -135,6 +145,8 @@ class TrainingRun:
             epoch_callback(self.model, state.epoch)
         barrier(self.context)
         self.epoch_end = None
+        if state.epoch < self.cfg.epochs:  # after the last epoch everything is saved: the run just ends
+            self.signals.stop_if_any_rank_was_signalled()  # torchrun: all ranks stop here together
 
     def checkpoint(self, step_in_epoch: int, rng: dict | None = None, epoch_end_due: bool = False) -> dict[str, Any]:
         """The checkpoint of now (its tensors are the live ones: save it before training goes on);
@@ -146,6 +158,7 @@ class TrainingRun:
             best_ap=state.best_ap, model_config=self.model_config, train_config=self.cfg.to_dict(),
             metrics=state.last_metrics, rng=rng, log_records=self.logbook.count, epoch_end_due=epoch_end_due,
             class_names=self.class_names,
+            epoch_sums=state.epoch_means.to_dict() if step_in_epoch and state.epoch_means is not None else None,
         )
 
     def save(self, name: str, checkpoint: dict[str, Any]) -> None:
@@ -153,20 +166,32 @@ class TrainingRun:
         if self.context.is_main:
             atomic_torch_save(checkpoint, self.run_dir / name)
 
-    def save_interrupted(self) -> None:
-        """Ctrl-C: save where training stands (mid-epoch, or an epoch whose end is due) and say so."""
+    def save_interrupted(self, stop: KeyboardInterrupt) -> None:
+        """Ctrl-C or SIGTERM (``stop``): save where training stands (between two steps, or an epoch
+        whose end is due) and say so, numbering epochs from 1."""
         state = self.state
         checkpoint = self.epoch_end or self.checkpoint(state.step_in_epoch, rng=state.rng_at_step_start)
         self.save(INTERRUPTED, checkpoint)
-        epoch, step = checkpoint["epoch"], checkpoint["step_in_epoch"]
-        where = (f"after training epoch {epoch - 1}, before its evaluation and checkpoint"
-                 if checkpoint["epoch_end_due"] else f"at epoch {epoch}, step {step}")
-        self.say(f"\ninterrupted {where}: saved {self.run_dir / INTERRUPTED}")
+        by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        self.say(f"{'' if by == 'SIGTERM' else chr(10)}interrupted by {by} "  # Ctrl-C: a new line after the ^C
+                 f"{stopped_where(checkpoint, self.cfg.epochs)}; saved {self.run_dir / INTERRUPTED}")
 
-    def result(self, interrupted: bool) -> FitResult:
+    def result(self, stop: KeyboardInterrupt | None = None) -> FitResult:
+        """What the run ended with; ``stop``: the Ctrl-C / SIGTERM that interrupted it."""
         state = self.state
-        return FitResult(self.run_dir, state.epoch, state.best_ap, state.last_metrics, self.table, interrupted,
-                         self.model)
+        signum = None if stop is None else getattr(stop, "signum", signal.SIGINT)
+        return FitResult(self.run_dir, state.epoch, state.best_ap, state.last_metrics, self.table, stop is not None,
+                         self.model, signum)
+
+
+def stopped_where(checkpoint: dict[str, Any], epochs: int) -> str:
+    """Where a checkpoint stands, epochs numbered from 1: "in epoch 2/3 after step 5"."""
+    epoch, step = checkpoint["epoch"], checkpoint["step_in_epoch"]
+    if checkpoint.get("epoch_end_due"):
+        return f"after training epoch {epoch}/{epochs}, before its evaluation and checkpoint"
+    if step:
+        return f"in epoch {epoch + 1}/{epochs} after step {step}"
+    return f"after epoch {epoch}/{epochs}" if epoch else f"before epoch 1/{epochs}"
 
 
 def _should_evaluate(epoch_done: int, cfg: TrainConfig) -> bool:
@@ -178,6 +203,8 @@ def _resumed_state(checkpoint: dict[str, Any], cfg: TrainConfig, context: Distri
     state = TrainState(epoch=checkpoint["epoch"], step_in_epoch=checkpoint["step_in_epoch"],
                        global_step=checkpoint["global_step"], best_ap=checkpoint["best_ap"],
                        last_metrics=dict(checkpoint["metrics"]))
+    if state.step_in_epoch and checkpoint.get("epoch_sums") is not None:  # older checkpoints lack the sums
+        state.epoch_means = LossMeans.from_dict(checkpoint["epoch_sums"])
     if context.rank > 0:  # the checkpoint holds rank 0's RNG; give the others their own
         seed_everything(cfg.seed + context.rank + 7919 * state.epoch)
     return state
@@ -227,10 +254,28 @@ def start_run(
     verbose: bool,
     class_names: list[str] | None = None,
 ) -> TrainingRun:
-    """Seed, move to ``device``, build the optimiser, schedule and scaler, restore ``resume``,
-    prepare ``run_dir`` (see the module docstring)."""
+    """Seed, move to ``device``, build the optimiser, schedule and scaler, restore ``resume``, lock
+    and prepare ``run_dir`` (see the module docstring; :class:`~ddetr_edu.training.run_lock.RunFolderBusy`
+    when another run holds it)."""
     say = (lambda line: rank_zero_print(context, line)) if verbose else (lambda line: None)
     checkpoint = load_checkpoint(resume, map_location=device) if resume is not None else None
+    lock = acquire_run_lock(run_dir) if context.is_main else None
+    try:
+        return _start_locked_run(model, criterion, cfg, run_dir, model_config=model_config, resume=resume,
+                                 checkpoint=checkpoint, context=context, device=device, say=say,
+                                 class_names=class_names, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _start_locked_run(model: nn.Module, criterion: nn.Module, cfg: TrainConfig, run_dir: Path, *,
+                      model_config: dict[str, Any], resume: str | Path | None, checkpoint: dict[str, Any] | None,
+                      context: DistributedContext, device: torch.device, say: Callable[[str], None],
+                      class_names: list[str] | None, lock: RunLock | None) -> TrainingRun:
+    if lock is not None and lock.takeover_message:
+        say(lock.takeover_message)
     records = _prepare_run_dir(run_dir, resume, checkpoint, say) if context.is_main else []
     seed_everything(cfg.seed + context.rank)
     model.to(device)
@@ -242,11 +287,11 @@ def start_run(
     if checkpoint is not None:
         restore_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         state = _resumed_state(checkpoint, cfg, context)
-        say(f"resumed from {resume}: epoch {state.epoch}, step {state.step_in_epoch}")
+        say(f"resumed from {resume}: it stopped {stopped_where(checkpoint, cfg.epochs)}")
     run = TrainingRun(model, wrap_model(model, context, cfg.find_unused_parameters), criterion, optimizer,
                       scheduler, scaler, state, cfg, run_dir, model_config, context, device,
                       Logbook(run_dir / LOG, enabled=context.is_main, records=records), say,
-                      class_names=class_names)
+                      class_names=class_names, signals=StopSignals(collective=context.enabled), lock=lock)
     if checkpoint is not None and checkpoint.get("epoch_end_due", False):
         run.epoch_end = run.checkpoint(0, epoch_end_due=True)  # = the checkpoint: its RNG is restored
     return run
@@ -278,7 +323,10 @@ def train_loop(
     ``None`` for any of the three to skip evaluation. Under torch.distributed ``score`` runs on
     rank 0 alone, with every rank's detections, and its result is sent to every rank. Raises
     :class:`~ddetr_edu.training.engine.NonFiniteLossError` on a NaN/inf loss (checkpoints
-    untouched); returns with ``interrupted=True`` after saving on Ctrl-C.
+    untouched), :class:`~ddetr_edu.disk_full.DiskFullError` on a full disk (the last good
+    checkpoint intact), :class:`~ddetr_edu.training.run_lock.RunFolderBusy` when another run
+    holds ``run_dir``; returns with ``interrupted=True`` after saving on Ctrl-C or SIGTERM
+    (handled while the epochs run, in the main thread: :mod:`ddetr_edu.training.stopping`).
 
     ``epoch_callback(model, epochs_done)`` (rank 0 only, e.g. a
     :class:`ddetr_edu.viz.recording.SamplingRecorder`) runs once before training starts
@@ -293,16 +341,22 @@ def train_loop(
     if epoch_callback is not None and context.is_main and state.epoch == 0 and state.step_in_epoch == 0:
         epoch_callback(model, 0)  # the untrained model
     try:
-        if run.epoch_end is not None:  # resumed after an epoch's training, before its end
-            run.end_epoch(evaluation, collate_fn, epoch_callback)
-        while state.epoch < cfg.epochs:
-            run.train_epoch(train_set, collate_fn)
-            run.end_epoch(evaluation, collate_fn, epoch_callback)
-    except KeyboardInterrupt:
-        run.save_interrupted()
-        return run.result(interrupted=True)
-    return run.result(interrupted=False)
+        with run.signals:
+            try:
+                if run.epoch_end is not None:  # resumed after an epoch's training, before its end
+                    run.end_epoch(evaluation, collate_fn, epoch_callback)
+                while state.epoch < cfg.epochs:
+                    run.train_epoch(train_set, collate_fn)
+                    run.end_epoch(evaluation, collate_fn, epoch_callback)
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (Terminated); later signals are ignored
+                run.signals.acted = True
+                run.save_interrupted(stop)
+                return run.result(stop)
+        return run.result()
+    finally:
+        if run.lock is not None:
+            run.lock.release()
 
 
-__all__ = ["LAST", "BEST", "INTERRUPTED", "LOG", "RUN_FILES", "FitResult", "ScoreFn", "TrainingRun", "run_files",
-           "continues_run_in", "start_run", "train_loop"]
+__all__ = ["LAST", "BEST", "INTERRUPTED", "LOG", "RUN_FILES", "FitResult", "ScoreFn", "TrainingRun", "stopped_where",
+           "run_files", "continues_run_in", "start_run", "train_loop"]

@@ -14,7 +14,8 @@ Conventions shared by every figure of ``ddetr_edu.viz``:
   scatter has the gid ``"sampling-level-<l>"``: ``collection.get_offsets()`` are the pixels,
   ``collection.get_array()`` the relative weights, drawn in increasing order (strong on top);
 * reference points: a white-edged cross; predicted boxes: solid; reference boxes: dashed; a
-  box's label is placed so that it stays inside the picture (:func:`label_position`).
+  box's label is placed so that it stays inside the picture (:func:`label_position`), and once a
+  figure is complete :func:`separate_labels` moves labels apart so that none hides another.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 import torch
 from torch import Tensor
@@ -36,6 +39,7 @@ WEIGHT_CMAP = "plasma"
 BOX_COLOURS = ("tab:cyan", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink",
                "tab:olive", "tab:blue", "tab:brown", "tab:gray")
 SAMPLING_GID = "sampling-level-{level}"
+BOX_LABEL_GID = "box-label"  # draw_box's labels, moved apart by separate_labels
 RELATIVE_NORM = Normalize(vmin=0.0, vmax=1.0)  # relative weights: 1 = the strongest point shown
 LEGEND_POINTS = 9  # the level legend's type size
 QUERY_SCALE = "weight / max weight of its query (colour, size, opacity)"
@@ -148,8 +152,59 @@ def draw_box(ax: Axes, box_xyxy: Tensor, colour: str, dashed: bool = False, widt
         if image_size is None:
             image_size = (abs(ax.get_ylim()[0] - ax.get_ylim()[1]), abs(ax.get_xlim()[1] - ax.get_xlim()[0]))
         x, y, ha, va = label_position(box_xyxy, image_size)
-        ax.text(x, y, label, color="black", fontsize=7, ha=ha, va=va, zorder=5, clip_on=True,
+        ax.text(x, y, label, color="black", fontsize=7, ha=ha, va=va, zorder=5, clip_on=True, gid=BOX_LABEL_GID,
                 bbox={"facecolor": colour, "alpha": 0.85, "pad": 1, "linewidth": 0})
+
+
+def _label_extent(text: Text, renderer) -> Bbox:
+    """The label's coloured patch in display pixels, as last drawn."""
+    patch = text.get_bbox_patch()
+    return patch.get_window_extent(renderer) if patch is not None else text.get_window_extent(renderer)
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    """Area (pixels^2) shared by two boxes."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def separate_labels(figure: Figure, max_shift: int = 12) -> None:
+    """Move box labels (:func:`draw_box`'s, in every axes of ``figure``) so that none hides another.
+
+    Call it once the figure is complete (its layout decides the pixels). In each axes the labels
+    keep their drawing order (the strongest detection first keeps its place); each later one
+    moves, by whole label heights up or down (the nearest first), to the first place inside the
+    picture that meets no label already placed. When none is free, it takes the place with the
+    least overlap.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = figure.canvas if hasattr(figure.canvas, "get_renderer") else FigureCanvasAgg(figure)
+    figure.draw_without_rendering()  # lays the figure out: display pixels are final
+    renderer = canvas.get_renderer()
+    for ax in figure.axes:
+        labels = [text for text in ax.texts if text.get_gid() == BOX_LABEL_GID]
+        if len(labels) < 2:
+            continue
+        inside = ax.get_window_extent(renderer)
+        placed: list[Bbox] = []
+        for text in labels:
+            extent = _label_extent(text, renderer)
+            step = extent.height + 1.0
+            best, best_cost = (0.0, 0.0), float("inf")
+            for k in range(2 * max_shift + 1):  # 0, -1, +1, -2, +2, ... label heights (display y is up)
+                dy = step * ((k + 1) // 2) * (-1 if k % 2 else 1)
+                moved = extent.translated(0.0, dy)
+                if moved.y0 < inside.y0 - 0.5 or moved.y1 > inside.y1 + 0.5:
+                    continue
+                cost = sum(_overlap(moved, other) for other in placed)
+                if cost < best_cost:
+                    best, best_cost = (0.0, dy), cost
+                if cost == 0.0:
+                    break
+            if best != (0.0, 0.0):
+                x, y = ax.transData.transform(text.get_position())
+                text.set_position(ax.transData.inverted().transform((x + best[0], y + best[1])))
+            placed.append(extent.translated(*best))
 
 
 def level_legend(ax: Axes, levels: Sequence[int], spatial_shapes: Tensor) -> None:
@@ -188,5 +243,6 @@ def class_text(label: int, score: float, class_names: Sequence[str] | None) -> s
 
 
 __all__ = ["LEVEL_MARKERS", "WEIGHT_CMAP", "BOX_COLOURS", "SAMPLING_GID", "RELATIVE_NORM", "QUERY_SCALE",
-           "TOKEN_SCALE", "picture_array", "faded", "show_picture", "draw_sampling_points", "draw_reference",
-           "label_position", "draw_box", "level_legend", "weight_colorbar", "no_detection_figure", "class_text"]
+           "TOKEN_SCALE", "BOX_LABEL_GID", "picture_array", "faded", "show_picture", "draw_sampling_points",
+           "draw_reference", "label_position", "draw_box", "separate_labels", "level_legend", "weight_colorbar",
+           "no_detection_figure", "class_text"]

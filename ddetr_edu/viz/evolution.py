@@ -64,7 +64,8 @@ def draw_evolution_frame(figure: Figure, history: dict, frame: int, image_index:
     right.set_title("encoder: probe pixels (+), last layer, all levels", fontsize=8)
     level_legend(right, levels, attention.spatial_shapes)
     weight_colorbar(figure, [left, right], "weight / max weight of its query or token")
-    figure.suptitle(f"epoch {history['records'][frame]['epoch']}", fontsize=11)
+    done = history["records"][frame]["epoch"]  # epochs trained, from 1 as in every message
+    figure.suptitle(f"after epoch {done}" if done else "untrained (epoch 0)", fontsize=11)
 
 
 def plot_evolution_frames(history: dict, image_index: int = 0, layer: int = -1,

@@ -26,6 +26,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ddetr_edu.config import ModelConfig
+from ddetr_edu.data.images import IMAGE_SUFFIXES
+from ddetr_edu.paths import folder_given_for_file
 from ddetr_edu.viz.attention import ImageAttention, compute_attention
 from ddetr_edu.viz.decoder_figures import plot_decoder_sampling
 from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, DUPLICATE_IOU
@@ -120,6 +122,10 @@ def prepare_visualization(checkpoint: str | os.PathLike | None, images: Sequence
     if not images:
         raise ValueError("images: expected at least one image file")
     check_short_side(short_side)
+    for image in images:
+        folder = folder_given_for_file(image, "an image", IMAGE_SUFFIXES)
+        if folder is not None:
+            raise ValueError(folder)
     missing = [str(image) for image in images if not Path(image).is_file()]
     if missing:  # before the (slow) model is built
         raise FileNotFoundError(f"image file not found: {', '.join(missing)}")

@@ -16,7 +16,7 @@ from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels, points_to_pixels, reference_point
 from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, DUPLICATE_IOU, select_detections
 from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, draw_reference, no_detection_figure,
-                                   picture_array, show_picture)
+                                   picture_array, separate_labels, show_picture)
 
 
 def draw_refinement(ax: Axes, picture, attention: ImageAttention, queries: Sequence[int],
@@ -50,6 +50,7 @@ def plot_refinement(image, attention: ImageAttention, queries: Tensor | Sequence
             return no_detection_figure(picture, score_threshold)
     figure = Figure(figsize=(6, 6 * picture.shape[0] / picture.shape[1] + 0.5), layout="constrained")
     draw_refinement(figure.add_subplot(), picture, attention, [int(q) for q in queries], class_names)
+    separate_labels(figure)
     return figure
 
 

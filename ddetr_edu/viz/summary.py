@@ -10,8 +10,8 @@ from ddetr_edu.viz.attention import ImageAttention
 from ddetr_edu.viz.coordinates import boxes_to_pixels
 from ddetr_edu.viz.decoder_figures import draw_decoder_query
 from ddetr_edu.viz.detections import DEFAULT_SCORE_THRESHOLD, DUPLICATE_IOU, select_detections
-from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, level_legend,
-                                   no_detection_figure, picture_array, show_picture, weight_colorbar)
+from ddetr_edu.viz.drawing import (BOX_COLOURS, class_text, draw_box, level_legend, no_detection_figure,
+                                   picture_array, separate_labels, show_picture, weight_colorbar)
 from ddetr_edu.viz.encoder_figures import draw_encoder_token, tokens_for_points
 from ddetr_edu.viz.refinement_figures import draw_refinement
 
@@ -55,6 +55,7 @@ def plot_summary(image, attention: ImageAttention, layer: int = -1, head: int | 
     draw_refinement(d, picture, attention, queries, class_names)
     weight_colorbar(figure, [a, b, c, d], "weight / max weight of its query (decoder) or token (encoder)", 0.45)
     figure.suptitle("what the model looks at", fontsize=10)
+    separate_labels(figure)
     return figure
 
 

@@ -62,12 +62,26 @@ def test_category_ids_map_to_contiguous_labels(tmp_path):
 
 def test_missing_and_corrupt_images_name_the_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (tmp_path / "gone.png").write_bytes(b"there when the dataset is built")
     ann = write_coco(tmp_path, [("gone.png", None, (40, 30)), ("broken.png", None, (40, 30))], [])
     dataset = CocoDetection(tmp_path, ann)
+    (tmp_path / "gone.png").unlink()  # removed while the dataset is in use
     with pytest.raises(FileNotFoundError, match="gone.png"):
         dataset[0]
     with pytest.raises(ValueError, match="broken.png"):
         dataset[1]
+
+
+def test_missing_images_are_counted_when_the_dataset_is_built(tmp_path):
+    files = [(f"{k}.png", None, (40, 30)) for k in range(6)]
+    for name in ("1.png", "3.png"):
+        rgb(40, 30).save(tmp_path / name)
+    (tmp_path / "5.png").mkdir()  # a folder where an image should be
+    ann = write_coco(tmp_path, files, [])
+    with pytest.raises(FileNotFoundError) as error:
+        CocoDetection(tmp_path, ann)
+    assert str(error.value) == (f"{ann}: 4 of the 6 images it names are missing under {tmp_path} (5.png is a "
+                                f"folder): 0.png, 2.png, 4.png, ...")
 
 
 def test_truncated_image_names_the_file(tmp_path):

@@ -107,11 +107,11 @@ def test_a_bad_image_is_one_line_naming_the_file_with_or_without_workers(tiny_sh
     images = tmp_path / "images"
     shutil.copytree(tiny_shapes.val_images, images)
     bad = images / sorted(p.name for p in images.iterdir())[5]
+    dataset = CocoDetection(images, tiny_shapes.val_json)  # a missing image is refused here: damage it later
     if damage == "corrupt":
         bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     else:
         bad.unlink()
-    dataset = CocoDetection(images, tiny_shapes.val_json)
     loader = build_dataloader(dataset, 2, shuffle=False, seed=0, num_workers=num_workers)
     # PyTorch re-raises a worker's exception as type(traceback text); DataFileError keeps its one line
     with pytest.raises(DataFileNotFoundError if damage == "missing" else DataFileError) as error:

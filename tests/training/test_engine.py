@@ -45,10 +45,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     run_dir = tmp_path / "nan"
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with pytest.raises(NonFiniteLossError) as error:  # 2 steps per epoch: call 4 = epoch 1, step 1
+    with pytest.raises(NonFiniteLossError) as error:  # 2 steps per epoch: call 4 = epoch 2, step 2 (from 1)
         train_loop(model, NaNAt(call=4), TinyBoxes(4), None, collate, CFG, run_dir, verbose=False)
     message = str(error.value)
-    assert "epoch 1, step 1" in message and "global step 3" in message and "final/l1" in message
+    assert "epoch 2, step 2" in message and "global step 4" in message and "final/l1" in message
     assert not (run_dir / INTERRUPTED).exists()
     saved = torch.load(run_dir / LAST, weights_only=True)
     assert saved["epoch"] == 1  # written after the first epoch, not touched afterwards

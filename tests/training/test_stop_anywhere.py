@@ -1,11 +1,14 @@
 """A run stopped anywhere and resumed ends as one that never stopped; a new run replaces the old.
 
 "The same" means: equal weights, checkpoints (epoch, best AP, metrics, tensors) and logbook
-records (each step, epoch and evaluation once; only the timings differ).
+records (each step, epoch and evaluation once, field by field, the epoch's loss means included;
+only the timings differ).
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -68,10 +71,8 @@ def _run(run_dir, resume=None, criterion=None, score=None, callback=None, epochs
 
 
 def _log(run_dir):
-    """The records without timings; epoch records without their means (a mid-epoch resume
-    averages the steps after it only)."""
-    return [{k: v for k, v in r.items() if k != "seconds" and not (r["kind"] == "epoch" and k.startswith("train_"))}
-            for r in read_log(run_dir / LOG)]
+    """The records without timings, every other field (the epochs' loss means too) as written."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_log(run_dir / LOG)]
 
 
 def _assert_same_run(straight_dir, straight, other_dir, other, checkpoints=(LAST, BEST)):
@@ -174,3 +175,51 @@ def test_a_new_run_replaces_the_old_runs_files_and_their_leftovers(tmp_path):
     assert not (tmp_path / INTERRUPTED).exists() and not stale.exists()
     assert [r["epoch"] for r in read_log(tmp_path / LOG, "epoch")] == [0]  # a fresh log
     assert torch.load(tmp_path / LAST, weights_only=True)["epoch"] == 1
+
+
+class SignalAt(torch.nn.Module):
+    """The loss, sending this process ``signum`` from inside its ``call``-th use (in the middle of
+    a step, as a signal from outside lands)."""
+
+    def __init__(self, call: int, signum: int):
+        super().__init__()
+        self.loss, self.call, self.calls, self.signum = DetectionLoss(NUM_CLASSES), call, 0, signum
+
+    def forward(self, outputs, targets):
+        self.calls += 1
+        if self.calls == self.call:
+            os.kill(os.getpid(), self.signum)
+        return self.loss(outputs, targets)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_in_the_middle_of_a_step_stops_after_that_step_and_resumes_exactly(tmp_path, signum):
+    straight_dir = tmp_path / "straight"
+    straight, _ = _run(straight_dir)
+    run_dir = tmp_path / "signalled"
+    _, result = _run(run_dir, criterion=SignalAt(call=3, signum=signum))  # epoch 2's first step
+    assert result.interrupted and result.stop_signal == signum
+    saved = torch.load(run_dir / INTERRUPTED, weights_only=True)
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 3)  # the step was finished
+    assert saved["epoch_sums"]["steps"] == 1
+    resumed, result = _run(run_dir, resume=run_dir / INTERRUPTED)
+    assert not result.interrupted
+    _assert_same_run(straight_dir, straight, run_dir, resumed)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back
+
+
+def test_the_epochs_loss_means_of_a_run_resumed_mid_epoch_are_those_of_the_whole_epoch(tmp_path):
+    """4 steps per epoch, a log line every 3 steps: the stop falls inside a log window too."""
+    def run(run_dir, resume=None, criterion=None):
+        torch.manual_seed(123)
+        model = TinyDetector()
+        cfg = TrainConfig(**{**CFG.to_dict(), "epochs": 2, "log_every": 3})
+        train_loop(model, criterion or DetectionLoss(NUM_CLASSES), TinyBoxes(8), None, collate, cfg, run_dir,
+                   resume=resume, verbose=False)
+        return model
+
+    run(tmp_path / "straight")
+    run(tmp_path / "stopped", criterion=InterruptAt(call=3))
+    run(tmp_path / "stopped", resume=tmp_path / "stopped" / INTERRUPTED)
+    assert len(read_log(tmp_path / "straight" / LOG, "train")) == 3  # global steps 1, 3, 6
+    assert _log(tmp_path / "stopped") == _log(tmp_path / "straight")

@@ -1,0 +1,139 @@
+"""Faults as they happen on a real machine, with real processes: SIGTERM (alone and under
+torchrun), two runs started together into one --out, a lock left by a killed run.
+
+Each ``train`` here is ``python -m ddetr_edu`` on a tiny model and tiny shapes images; the test
+waits until the run has logged a training step, then sends the signal with ``os.kill``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddetr_edu.data.shapes import ShapesConfig, make_shapes_dataset
+from ddetr_edu.training.logbook import read_log
+from ddetr_edu.training.loop import INTERRUPTED, LOG
+from ddetr_edu.training.run_lock import LOCK, RunFolderBusy, acquire_run_lock, busy_message
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"d_model": "64", "n_heads": "2", "enc_layers": "1", "dec_layers": "2", "dim_feedforward": "32",
+        "small_cnn_channels": "8,8,16,16", "num_queries": "5", "num_feature_levels": "3",
+        "attention_backend": "grid_sample", "batch_size": "2", "image_size": "32", "log_every": "1",
+        "eval_every": "1", "lr_drop": "5"}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+WAIT_S = 240  # a loaded 2-core machine starts a torch process slowly
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), ShapesConfig(
+        num_train=8, num_val=2, image_size=32, min_size=8, max_size=16, max_objects=2), num_workers=0).root
+
+
+def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
+    sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    return ["-m", "ddetr_edu", "train", "--data", str(data), "--out", str(out), "--epochs", str(epochs), *sets]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, cwd=ROOT)
+
+
+def _wait_for_a_training_step(out: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if (out / LOG).is_file() and '"train"' in (out / LOG).read_text():
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"no training step logged in {WAIT_S} s")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_interrupted_checkpoint_says_so_and_exits_143(shapes, tmp_path):
+    out = tmp_path / "run"
+    process = _start(_train_args(shapes, out, epochs=200))
+    _wait_for_a_training_step(out, process)
+    os.kill(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=WAIT_S)
+    assert process.returncode == 143, (stdout, stderr)
+    assert stderr == ""
+    lines = [line for line in stdout.splitlines() if "SIGTERM" in line or "to continue" in line]
+    assert len(lines) == 2 and lines[0].startswith("interrupted by SIGTERM in epoch ") and "/200 after step" in lines[0]
+    assert lines[0].endswith(f"saved {out / INTERRUPTED}")
+    assert lines[1] == f"to continue: the same command with --resume {out / INTERRUPTED}"
+    saved = torch.load(out / INTERRUPTED, weights_only=True)
+    assert saved["step_in_epoch"] > 0 or saved["epoch"] > 0
+    assert not (out / LOCK).exists()  # the lock goes with the run
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_alone_saves(shapes, tmp_path):
+    out = tmp_path / "run"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    process = _start(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                      *_train_args(shapes, out, epochs=200)])
+    _wait_for_a_training_step(out, process)
+    start = time.monotonic()
+    os.kill(process.pid, signal.SIGTERM)  # torchrun passes it on to both ranks
+    stdout, stderr = process.communicate(timeout=120)  # no hang: torchrun would SIGKILL after 30 s
+    assert time.monotonic() - start < 30, stderr
+    stops = [line for line in stdout.splitlines() if line.startswith("interrupted by SIGTERM")]
+    assert len(stops) == 1 and stops[0].endswith(f"saved {out / INTERRUPTED}"), stdout  # rank 0 alone
+    saved = torch.load(out / INTERRUPTED, weights_only=True)
+    assert saved["global_step"] > 0
+    assert [p.name for p in out.glob(".*.tmp")] == []
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_into_one_out_one_is_refused_naming_the_other(shapes, tmp_path):
+    out = tmp_path / "run"
+    processes = [_start(_train_args(shapes, out, epochs=2)) for _ in range(2)]
+    outputs = [process.communicate(timeout=WAIT_S) for process in processes]
+    assert sorted(process.returncode for process in processes) == [0, 2], outputs
+    winner, loser = sorted(range(2), key=lambda i: processes[i].returncode)
+    refusal = outputs[loser][1]
+    assert refusal.count("\n") == 1, refusal
+    assert refusal.startswith(f"error: {out} is in use by another run (pid {processes[winner].pid} on "), refusal
+    assert [r["epoch"] for r in read_log(out / LOG, "epoch")] == [0, 1]  # one run's log, not two
+
+
+def _hold_lock_in_a_process(folder: Path) -> subprocess.Popen:
+    module = ROOT / "ddetr_edu" / "training" / "run_lock.py"  # loaded alone: no torch import, a fast start
+    code = ("import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('run_lock', "
+            f"{str(module)!r}); run_lock = sys.modules['run_lock'] = importlib.util.module_from_spec(spec); "
+            f"spec.loader.exec_module(run_lock); "
+            f"lock = run_lock.acquire_run_lock({str(folder)!r}); print('locked', flush=True); time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert process.stdout.readline() == "locked\n"
+    return process
+
+
+def test_a_live_lock_is_refused_naming_its_holder_and_a_dead_ones_is_taken_over(tmp_path):
+    holder = _hold_lock_in_a_process(tmp_path)
+    try:
+        with pytest.raises(RunFolderBusy, match=f"{tmp_path} is in use by another run \\(pid {holder.pid} on "):
+            acquire_run_lock(tmp_path)
+        assert f"(pid {holder.pid} on " in busy_message(tmp_path)
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, the operating system drops the flock
+        holder.wait()
+    assert json.loads((tmp_path / LOCK).read_text())["pid"] == holder.pid
+    assert busy_message(tmp_path) is None
+    with acquire_run_lock(tmp_path) as lock:
+        assert lock.takeover_message.startswith(f"{tmp_path / LOCK}: took over the lock left by a run that is "
+                                                f"gone (pid {holder.pid} on ")
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK).exists()
