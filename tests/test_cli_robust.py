@@ -144,7 +144,7 @@ def test_resuming_on_other_classes_advises_what_resume_allows(shapes_dir, finish
     assert main(["train", "--resume", str(run / "checkpoint_last.pth"), "--data", str(data), "--out", str(run),
                  "--epochs", "2"]) == 2
     err = _one_line_error(capsys)
-    assert "a resumed run keeps its model and classes: start a new run without --resume" in err
+    assert "--resume continues this model as it is" in err and f"--init-from {run / 'checkpoint_last.pth'}" in err
     assert "set num_classes" not in err  # the advice --resume would refuse
 
 

@@ -69,7 +69,9 @@ def test_sigterm_saves_the_interrupted_checkpoint_says_so_and_exits_143(shapes, 
     assert process.returncode == 143, (stdout, stderr)
     assert stderr == ""
     lines = [line for line in stdout.splitlines() if "SIGTERM" in line or "to continue" in line]
-    assert len(lines) == 2 and lines[0].startswith("interrupted by SIGTERM in epoch ") and "/200 after step" in lines[0]
+    # the signal lands inside a training step ("in epoch E/200 after step S") or, the epochs being tiny,
+    # between an epoch's training and its evaluation ("after training epoch E/200, before ..."): both save
+    assert len(lines) == 2 and lines[0].startswith("interrupted by SIGTERM ") and "/200" in lines[0], lines
     assert lines[0].endswith(f"saved {out / INTERRUPTED}")
     assert lines[1] == f"to continue: the same command with --resume {out / INTERRUPTED}"
     saved = torch.load(out / INTERRUPTED, weights_only=True)
