@@ -41,6 +41,7 @@ from torch import Tensor
 
 from .checks import check_core_inputs
 from .levels import Levels, SpatialShapes, StartIndex, as_levels
+from .op_autograd import register_backward_op
 
 KERNEL_SOURCES = Path(__file__).resolve().parent / "csrc"  # package data (pyproject.toml)
 _PREBUILT_MODULE = "ddetr_edu_msda_cuda"  # what `pip install ./kernels` provides
@@ -135,22 +136,7 @@ def _ms_deform_attn_backward_fake(value, spatial_shapes, level_start_index, samp
     return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
 
 
-def _setup_context(ctx, inputs, output):
-    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = inputs
-    ctx.save_for_backward(value, sampling_locations, attention_weights)
-    ctx.spatial_shapes, ctx.level_start_index = spatial_shapes, level_start_index
-
-
-def _backward(ctx, grad_out):
-    value, sampling_locations, attention_weights = ctx.saved_tensors
-    grad_value, grad_loc, grad_attn = ms_deform_attn_backward_op(
-        value, ctx.spatial_shapes, ctx.level_start_index, sampling_locations, attention_weights, grad_out)
-    needs = ctx.needs_input_grad
-    return (grad_value if needs[0] else None, None, None,
-            grad_loc if needs[3] else None, grad_attn if needs[4] else None)
-
-
-ms_deform_attn_op.register_autograd(_backward, setup_context=_setup_context)
+register_backward_op(ms_deform_attn_op, ms_deform_attn_backward_op)
 
 
 def run_kernel_op(value: Tensor, levels: Levels, sampling_locations: Tensor,

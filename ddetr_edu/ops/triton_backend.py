@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .levels import Levels
+from .op_autograd import register_backward_op
 
 _KERNELS = "ddetr_edu.ops.triton_kernels"
 MAX_LEVELS = 8  # = triton_kernels.MAX_LEVELS (that module is not imported here)
@@ -160,22 +161,7 @@ def _backward_fake(value, spatial_shapes, level_start_index, sampling_locations,
     return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
 
 
-def _setup_context(ctx, inputs, output):
-    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = inputs
-    ctx.save_for_backward(value, sampling_locations, attention_weights)
-    ctx.spatial_shapes, ctx.level_start_index = spatial_shapes, level_start_index
-
-
-def _backward(ctx, grad_out):
-    value, sampling_locations, attention_weights = ctx.saved_tensors
-    grad_value, grad_loc, grad_attn = ms_deform_attn_triton_backward_op(
-        value, ctx.spatial_shapes, ctx.level_start_index, sampling_locations, attention_weights, grad_out)
-    needs = ctx.needs_input_grad
-    return (grad_value if needs[0] else None, None, None,
-            grad_loc if needs[3] else None, grad_attn if needs[4] else None)
-
-
-ms_deform_attn_triton_op.register_autograd(_backward, setup_context=_setup_context)
+register_backward_op(ms_deform_attn_triton_op, ms_deform_attn_triton_backward_op)
 
 
 def run_triton_op(value: Tensor, levels: Levels, sampling_locations: Tensor,
