@@ -13,22 +13,22 @@ from ``base_seed`` and ``i``), and with ``num_workers=0`` it keeps the loader fr
 global RNG. In-process augmentations use torch's global RNG: seed it (``torch.manual_seed``)
 for repeatable runs, as the training loop does.
 
-Worker processes ignore SIGTERM: a scheduler that signals the whole process group would
-otherwise kill them under the main process, which then could not save its checkpoint; the main
-process handles the signal (:mod:`ddetr_edu.training.stopping`) and ends its workers itself.
+Worker processes leave a scheduler's SIGTERM to the main process, which saves its checkpoint
+and then ends them; a SIGTERM from the main process itself ends a worker
+(:mod:`ddetr_edu.data.worker_signals`).
 
     loader = build_dataloader(train_set, batch_size=4, shuffle=True, seed=0, epoch=3)
     images, masks, targets = next(iter(loader))  # (n, 3, H, W), (n, H, W) True = padding, [dict]
 """
 from __future__ import annotations
 
-import signal
 from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ddetr_edu.data.collate import collate_detection
+from ddetr_edu.data.worker_signals import leave_sigterm_to_the_main_process
 
 
 class SkipFirst(Sampler[int]):
@@ -45,11 +45,6 @@ class SkipFirst(Sampler[int]):
 
     def __len__(self) -> int:
         return max(len(self.sampler) - self.skip, 0)  # type: ignore[arg-type]
-
-
-def ignore_sigterm(worker_id: int) -> None:
-    """``worker_init_fn``: the worker ignores SIGTERM (the main process decides; module docstring)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_dataloader(
@@ -88,8 +83,8 @@ def build_dataloader(
         num_workers=num_workers,
         generator=generator,
         drop_last=False,
-        worker_init_fn=ignore_sigterm if num_workers > 0 else None,
+        worker_init_fn=leave_sigterm_to_the_main_process if num_workers > 0 else None,
     )
 
 
-__all__ = ["SkipFirst", "ignore_sigterm", "build_dataloader"]
+__all__ = ["SkipFirst", "build_dataloader"]

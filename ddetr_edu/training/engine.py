@@ -267,8 +267,9 @@ def train_one_epoch(
     over all the epoch's steps (``state.epoch_means`` carries those before a mid-epoch resume).
 
     A step (forward, backward, optimiser step, ``state.step_in_epoch`` and ``state.global_step``,
-    the loss sums, the log line) runs inside ``signals.deferred()``: Ctrl-C or SIGTERM lands
-    between steps, so ``state`` describes exactly the steps that were taken.
+    the loss sums, the log line) runs inside ``signals.deferred()``, and so does fetching its batch:
+    Ctrl-C or SIGTERM lands between the two, so ``state`` describes exactly the steps that were
+    taken (a batch fetched but not trained on is fetched again on resuming).
     """
     model.train()
     criterion.train()
@@ -279,12 +280,12 @@ def train_one_epoch(
     limit = cfg.max_steps_per_epoch
     total = len(loader) if limit is None else max(min(len(loader), limit - state.step_in_epoch), 0)
     bar = tqdm(total=total, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", leave=False, disable=not progress_enabled(context))
-    batches = iter(loader)
+    batches = signals.guarded(loader) if signals is not None else iter(loader)
     try:
         while limit is None or state.step_in_epoch < limit:
             # Ctrl-C saves this state: resuming re-draws the same augmentation and dropout
             state.rng_at_step_start = capture_rng_state()
-            batch = next(batches, None)
+            batch = next(batches, None)  # received inside signals.deferred() too
             if batch is None:
                 break
             with step_guard():
@@ -321,17 +322,19 @@ def predict(
     context: DistributedContext,
     amp: str | None = None,
     max_images: int | None = None,
+    signals: StopSignals | None = None,
 ) -> Predictions:
     """Detections for every image of ``loader``, gathered from all processes (on every rank).
 
     ``postprocess(outputs, target_sizes (n, 2) (h, w))`` maps the model's outputs to boxes in
     pixels of each image's *original* size (``orig_size``), which is what COCO scores.
+    ``signals``: during training, each batch is received inside ``signals.deferred()``.
     """
     model.eval()
     predictions: Predictions = []
     seen = 0
     bar = tqdm(total=len(loader), desc="evaluate", leave=False, disable=not progress_enabled(context))
-    for images, masks, targets in loader:
+    for images, masks, targets in (signals.guarded(loader) if signals is not None else loader):
         if max_images is not None and seen >= max_images:
             break
         with autocast_context(amp, device):
@@ -363,6 +366,7 @@ def evaluate(
     *,
     device: torch.device,
     context: DistributedContext,
+    signals: StopSignals | None = None,
 ) -> tuple[Score, Predictions]:
     """(``score(detections)``, the detections) of ``model`` on ``dataset``.
 
@@ -373,7 +377,7 @@ def evaluate(
     loader = build_dataloader(dataset, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers,
                               collate_fn=collate_fn, rank=context.rank, world_size=context.world_size)
     detections = predict(model, loader, postprocess, device=device, context=context, amp=cfg.amp,
-                         max_images=cfg.max_eval_images)
+                         max_images=cfg.max_eval_images, signals=signals)
     return run_on_main(lambda: score(detections), context), detections
 
 

@@ -115,7 +115,7 @@ class TrainingRun:
         the AP beats the best so far."""
         state = self.state
         (metrics, self.table), _ = evaluate(self.model, val_set, collate_fn, postprocess, score, self.cfg,
-                                            device=self.device, context=self.context)
+                                            device=self.device, context=self.context, signals=self.signals)
         state.last_metrics = {k: float(metrics[k]) for k in AP_KEYS if k in metrics}
         self.logbook.write("eval", epoch=state.epoch, **state.last_metrics)
         self.say(f"epoch {state.epoch}: AP {state.last_metrics.get('AP', float('nan')):.3f} "
@@ -132,6 +132,7 @@ class TrainingRun:
         AP), run the callback; then the epoch is done."""
         state = self.state
         improved = False
+        self.signals.check()
         if evaluation is not None and _should_evaluate(state.epoch, self.cfg):
             val_set, postprocess, score = evaluation
             improved = self.evaluate_epoch(val_set, collate_fn, postprocess, score)

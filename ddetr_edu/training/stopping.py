@@ -12,6 +12,8 @@ backward, optimiser step, the counters, the loss sums and the log line) runs ins
 
 One process: the stop is :class:`Terminated` (a ``KeyboardInterrupt``, so every
 ``except KeyboardInterrupt`` treats it as Ctrl-C) raised at once (or at the end of the step).
+Receiving a batch from the DataLoader is held too (:meth:`StopSignals.guarded`), and a stop that
+some code swallowed is raised again (:meth:`StopSignals.check`) until the loop has caught it.
 Several processes (torchrun): each rank may get the signal at a slightly different moment, and a
 rank that leaves while the others wait in a collective call would hang them. So the handler only
 records the signal; every training step all-reduces "has any rank been signalled?" together with
@@ -28,13 +30,16 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import FrameType
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
+_END = object()  # the end of a loader, in guarded()
 
 
 class Terminated(KeyboardInterrupt):
@@ -61,7 +66,7 @@ class StopSignals:
     def __init__(self, collective: bool = False) -> None:
         self.collective = collective
         self.signum: int | None = None  # the first signal received
-        self.acted = False  # its stop was raised: later signals are ignored
+        self.acted = False  # the training loop caught the stop: later signals are ignored
         self._deferring = 0
         self._previous: dict[int, object] = {}
 
@@ -81,8 +86,16 @@ class StopSignals:
             self.signum = signum
         if self.collective or self._deferring or self.acted:
             return  # recorded: the next step (collective) or the end of this step acts on it
-        self.acted = True
+        # raised wherever the program is; some places swallow it (an exception in os.fork's
+        # handlers, while a DataLoader starts its workers, is printed and dropped): check() raises
+        # it again at the next step, batch or epoch end, until the training loop has caught it
         raise stop_exception(signum)
+
+    def check(self) -> None:
+        """Raise the stop if a signal arrived and the training loop has not caught its stop yet
+        (one process; under torchrun the ranks decide together, :meth:`stop`)."""
+        if self.signum is not None and not self.collective and not self.acted:
+            raise stop_exception(self.signum)
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
@@ -92,9 +105,21 @@ class StopSignals:
             yield
         finally:
             self._deferring -= 1
-        if not self._deferring and self.signum is not None and not self.collective and not self.acted:
-            self.acted = True
-            raise stop_exception(self.signum)
+        if not self._deferring:
+            self.check()
+
+    def guarded(self, loader: Iterable[T]) -> Iterator[T]:
+        """The batches of ``loader``, each received inside :meth:`deferred` (and the start of its
+        worker processes too): a signal then never cuts a batch half read from a worker (whose end
+        of the connection would print a traceback) nor the fork that starts a worker."""
+        with self.deferred():
+            batches = iter(loader)
+        while True:
+            with self.deferred():
+                batch = next(batches, _END)
+            if batch is _END:
+                return
+            yield batch  # type: ignore[misc]
 
     @property
     def flag(self) -> float:
@@ -104,7 +129,6 @@ class StopSignals:
     def stop(self, any_rank_signalled: float) -> None:
         """Raise the stop when the all-reduced :attr:`flag` says some rank was signalled."""
         if any_rank_signalled > 0 and not self.acted:
-            self.acted = True
             raise stop_exception(self.signum if self.signum is not None else signal.SIGTERM)
 
     def stop_if_any_rank_was_signalled(self) -> None:

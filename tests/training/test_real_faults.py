@@ -48,15 +48,20 @@ def _start(args: list[str]) -> subprocess.Popen:
                             env=ENV, cwd=ROOT)
 
 
-def _wait_for_a_training_step(out: Path, process: subprocess.Popen) -> None:
+def _wait_for_a_record(out: Path, process: subprocess.Popen, kind: str) -> None:
+    """Until ``log.jsonl`` holds a record of ``kind`` ("train": a step, "epoch": an epoch's training)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        if (out / LOG).is_file() and '"train"' in (out / LOG).read_text():
+        if (out / LOG).is_file() and f'"{kind}"' in (out / LOG).read_text():
             return
         assert process.poll() is None, process.communicate()
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.kill()
-    pytest.fail(f"no training step logged in {WAIT_S} s")
+    pytest.fail(f"no {kind} record logged in {WAIT_S} s")
+
+
+def _wait_for_a_training_step(out: Path, process: subprocess.Popen) -> None:
+    _wait_for_a_record(out, process, "train")
 
 
 @pytest.mark.slow
@@ -77,6 +82,34 @@ def test_sigterm_saves_the_interrupted_checkpoint_says_so_and_exits_143(shapes, 
     saved = torch.load(out / INTERRUPTED, weights_only=True)
     assert saved["step_in_epoch"] > 0 or saved["epoch"] > 0
     assert not (out / LOCK).exists()  # the lock goes with the run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["training", "evaluation"])
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_exits_143(tmp_path, phase):
+    # A scheduler signals every process of the job: the DataLoader workers too. Many images, so that
+    # the workers are busy when it lands: 200 training images, or 400 validation images and the
+    # signal just after the epoch's training (it then lands while the evaluation starts its workers
+    # or receives a batch; a stop raised inside the fork that starts a worker was once swallowed,
+    # and the run went on evaluating)
+    train, val = (200, 2) if phase == "training" else (4, 400)
+    data = make_shapes_dataset(tmp_path / "data", ShapesConfig(
+        num_train=train, num_val=val, image_size=32, min_size=8, max_size=16, max_objects=2), num_workers=0).root
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, *_train_args(data, out, epochs=200), "--set", "num_workers=2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+                               start_new_session=True)
+    try:
+        _wait_for_a_record(out, process, "train" if phase == "training" else "epoch")
+        os.killpg(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, (stdout, stderr)
+    assert stderr == ""
+    assert f"saved {out / INTERRUPTED}" in stdout
+    assert torch.load(out / INTERRUPTED, weights_only=True)["global_step"] > 0
 
 
 @pytest.mark.slow
@@ -101,15 +134,30 @@ def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_alone_saves(shapes, 
 
 @pytest.mark.slow
 def test_two_runs_started_together_into_one_out_one_is_refused_naming_the_other(shapes, tmp_path):
+    # The runs are long (200 epochs), so the winner still holds the folder whenever the loser, however
+    # slowly it starts on a loaded machine, looks at it; the winner is then stopped with SIGTERM.
     out = tmp_path / "run"
-    processes = [_start(_train_args(shapes, out, epochs=2)) for _ in range(2)]
+    processes = [_start(_train_args(shapes, out, epochs=200)) for _ in range(2)]
+    deadline = time.monotonic() + WAIT_S
+    while all(process.poll() is None for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    loser = next((i for i, process in enumerate(processes) if process.poll() is not None), None)
+    if loser is None:
+        for process in processes:
+            process.kill()
+        pytest.fail(f"neither run was refused within {WAIT_S} s")
+    winner = 1 - loser
+    _wait_for_a_training_step(out, processes[winner])
+    os.kill(processes[winner].pid, signal.SIGTERM)
     outputs = [process.communicate(timeout=WAIT_S) for process in processes]
-    assert sorted(process.returncode for process in processes) == [0, 2], outputs
-    winner, loser = sorted(range(2), key=lambda i: processes[i].returncode)
+    assert [processes[loser].returncode, processes[winner].returncode] == [2, 143], outputs
     refusal = outputs[loser][1]
     assert refusal.count("\n") == 1, refusal
     assert refusal.startswith(f"error: {out} is in use by another run (pid {processes[winner].pid} on "), refusal
-    assert [r["epoch"] for r in read_log(out / LOG, "epoch")] == [0, 1]  # one run's log, not two
+    epochs = [r["epoch"] for r in read_log(out / LOG, "epoch")]
+    assert epochs == list(range(len(epochs))), epochs  # one run's log, not two interleaved
+    steps = [r["global_step"] for r in read_log(out / LOG, "train")]
+    assert steps and steps == sorted(set(steps)), steps
 
 
 def _hold_lock_in_a_process(folder: Path) -> subprocess.Popen:
