@@ -14,8 +14,12 @@ Two kinds of SIGTERM reach a worker, and they need opposite answers:
 
 So the worker tells them apart by the sender: it blocks SIGTERM and a thread waits for it with
 ``sigwaitinfo``, which says who sent it (``si_pid``). A SIGTERM from the parent ends the worker
-(exit code 0); any other is ignored (the main process, which got it too, decides). Where
-``sigwaitinfo`` does not exist (macOS, Windows) the worker keeps the default: SIGTERM ends it.
+(exit code 0); any other is ignored (the main process, which got it too, decides). PyTorch's own
+worker handler, which this replaces, ends the worker on the parent's SIGTERM too but dies of any
+other; it is installed before ``worker_init_fn`` runs, so the training loop starts its workers with
+SIGTERM blocked (:meth:`ddetr_edu.training.stopping.StopSignals.guarded`) and a signal sent in
+between waits for the thread. Where ``sigwaitinfo`` does not exist (macOS, Windows) the worker
+keeps the default: SIGTERM ends it.
 """
 from __future__ import annotations
 
@@ -36,10 +40,13 @@ def _end_on_sigterm_from(parent: int) -> None:
 
 def leave_sigterm_to_the_main_process(worker_id: int) -> None:
     """``worker_init_fn``: a SIGTERM from the main process ends the worker, any other is ignored."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fork copies the main process's training handler
     if not (hasattr(signal, "sigwaitinfo") and hasattr(signal, "pthread_sigmask")):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fork copies the main process's training handler
         return
+    # blocked first: a SIGTERM arriving from here on waits for the thread below, never the default
+    # action (which one arriving between the two lines would get, the other way round)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fork copies the main process's training handler
     threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True,
                      name="sigterm-from-main-process").start()
 

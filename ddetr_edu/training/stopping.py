@@ -60,6 +60,22 @@ def exit_code(error: BaseException) -> int:
     return 128 + error.signum if isinstance(error, Terminated) else 130
 
 
+@contextlib.contextmanager
+def _sigterm_blocked() -> Iterator[None]:
+    """SIGTERM blocked in this thread: DataLoader workers forked meanwhile start with it blocked and
+    only their init function lets it in, by its sender (:mod:`ddetr_edu.data.worker_signals`);
+    PyTorch's own worker handler, installed before that function runs, would let a scheduler's
+    SIGTERM kill a worker that is just starting. Here the signal is delivered on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class StopSignals:
     """SIGINT/SIGTERM handling for one training run; ``collective``: several processes (torchrun)."""
 
@@ -112,7 +128,7 @@ class StopSignals:
         """The batches of ``loader``, each received inside :meth:`deferred` (and the start of its
         worker processes too): a signal then never cuts a batch half read from a worker (whose end
         of the connection would print a traceback) nor the fork that starts a worker."""
-        with self.deferred():
+        with self.deferred(), _sigterm_blocked():
             batches = iter(loader)
         while True:
             with self.deferred():

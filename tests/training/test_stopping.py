@@ -72,3 +72,20 @@ def test_guarded_under_torchrun_only_records_the_signal():
     with StopSignals(collective=True) as signals:
         assert list(signals.guarded(loader)) == [0, 1, 2]  # the ranks stop together, at a step
     assert signals.flag == 1.0
+
+
+def test_workers_start_with_sigterm_blocked_and_it_is_delivered_afterwards():
+    """The mask a DataLoader's forked workers inherit: SIGTERM blocked while ``iter(loader)`` runs."""
+    masks = []
+
+    class Loader:
+        def __iter__(self):
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            signal.raise_signal(signal.SIGTERM)  # held by the mask, not lost
+            return iter([0, 1])
+
+    with StopSignals() as signals:
+        with pytest.raises(Terminated):
+            next(signals.guarded(Loader()))
+    assert signal.SIGTERM in masks[0]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
