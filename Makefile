@@ -37,12 +37,12 @@ bench: venv
 	$(PY) benchmarks/msda.py
 
 # The paper's claims in miniature (DETR-style vs deformable, Tables 1 and 2, Figure 3): measures
-# every configuration, prints the estimate (< 75 min on 2 cores; 62 min measured), trains, writes
+# every configuration, prints the estimate, trains, writes
 # experiments/results/ (JSON per run, figure3.png, table1.md, table2.md, README.md).
 # `$(PY) -m experiments.paper_claims --plan` prints the plan only; `--fast` runs in < 60 s.
 # Then chapter 11's two extra experiments: dense 10N epochs vs deformable N (ten_x, its own --plan)
 # and the refinement gap (refinement_gap), which write tenx_*.json, ten_x.png/.md and
-# refinement_gap_*.json/.md into experiments/results/.
+# refinement_gap_*.json/.md into experiments/results/ (its README.md: the measured time).
 paper-claims: venv
 	$(PY) -m experiments.paper_claims
 	$(PY) -m experiments.ten_x

@@ -115,7 +115,7 @@ def cpu_name() -> str:
 
 def write_readme(args: argparse.Namespace, records: list[dict], estimate: float | None, seconds: float) -> Path:
     """``out/README.md``: when, where, how (the exact command), and the two tables."""
-    command = "python -m experiments.paper_claims " + shlex.join(args.argv)
+    command = " ".join(["python -m experiments.paper_claims", shlex.join(args.argv)]).rstrip()
     lines = [
         "# The paper's claims in miniature: results", "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
@@ -128,8 +128,9 @@ def write_readme(args: argparse.Namespace, records: list[dict], estimate: float 
         f"- {len(records)} runs: " + ", ".join(f"{r['name']}_seed{r['seed']}.json" for r in records), "",
         "![Figure 3 in miniature](figure3.png)", "", "## Table 1 in miniature", "", table1(records),
         "## Table 2 in miniature", "", table2(records),
-        "Cells: mean ± half-range over the seeds; AP of the last epoch, x100; training time excludes "
-        "evaluation. Each run's per-epoch numbers are in its JSON file.", "",
+        "Cells: mean ± half-range over the seeds; AP of the last epoch on the 0..1 scale the library prints "
+        "everywhere (the paper's percentages converted: 43.8 -> 0.438); training time excludes evaluation. Each "
+        "run's per-epoch numbers are in its JSON file.", "",
         "`make paper-claims` then runs chapter 11's two further experiments, which write their own pages "
         "here: [ten_x.md](ten_x.md) (the dense model after 10 N epochs against the deformable ones after N) "
         "and [refinement_gap.md](refinement_gap.md) (why refinement gains so much in miniature).", "",

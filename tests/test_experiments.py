@@ -37,7 +37,9 @@ def test_fast_mode_writes_every_record_and_the_figures(tmp_path):
         assert record["attention_flops"]["total"] > 0 and record["model_config"]["transformer"]
     for name in ("figure3.png", "table1.md", "table2.md", "README.md"):
         assert (out / name).stat().st_size > 0, name
-    assert "experiments.paper_claims --fast" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "experiments.paper_claims --fast" in readme
+    assert "0..1 scale" in readme and "x100" not in readme  # the tables' scale, said as it is
 
 
 def test_a_bad_configuration_name_fails_loudly(capsys):
