@@ -34,8 +34,13 @@ WAIT_S = 240  # a loaded 2-core machine starts a torch process slowly
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), ShapesConfig(
-        num_train=8, num_val=2, image_size=32, min_size=8, max_size=16, max_objects=2), num_workers=0).root
+    return _tiny_shapes(tmp_path_factory.mktemp("shapes"), num_train=8, num_val=2)
+
+
+def _tiny_shapes(root: Path, num_train: int, num_val: int) -> Path:
+    """A shapes dataset of 32 px images with one or two objects each."""
+    return make_shapes_dataset(root, ShapesConfig(num_train=num_train, num_val=num_val, image_size=32, min_size=8,
+                                                  max_size=16, max_objects=2), num_workers=0).root
 
 
 def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
@@ -60,15 +65,11 @@ def _wait_for_a_record(out: Path, process: subprocess.Popen, kind: str) -> None:
     pytest.fail(f"no {kind} record logged in {WAIT_S} s")
 
 
-def _wait_for_a_training_step(out: Path, process: subprocess.Popen) -> None:
-    _wait_for_a_record(out, process, "train")
-
-
 @pytest.mark.slow
 def test_sigterm_saves_the_interrupted_checkpoint_says_so_and_exits_143(shapes, tmp_path):
     out = tmp_path / "run"
     process = _start(_train_args(shapes, out, epochs=200))
-    _wait_for_a_training_step(out, process)
+    _wait_for_a_record(out, process, "train")
     os.kill(process.pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=WAIT_S)
     assert process.returncode == 143, (stdout, stderr)
@@ -93,8 +94,7 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_exits_
     # or receives a batch; a stop raised inside the fork that starts a worker was once swallowed,
     # and the run went on evaluating)
     train, val = (200, 2) if phase == "training" else (4, 400)
-    data = make_shapes_dataset(tmp_path / "data", ShapesConfig(
-        num_train=train, num_val=val, image_size=32, min_size=8, max_size=16, max_objects=2), num_workers=0).root
+    data = _tiny_shapes(tmp_path / "data", num_train=train, num_val=val)
     out = tmp_path / "run"
     process = subprocess.Popen([sys.executable, *_train_args(data, out, epochs=200), "--set", "num_workers=2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
@@ -120,7 +120,7 @@ def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_alone_saves(shapes, 
         port = free.getsockname()[1]
     process = _start(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                       *_train_args(shapes, out, epochs=200)])
-    _wait_for_a_training_step(out, process)
+    _wait_for_a_record(out, process, "train")
     start = time.monotonic()
     os.kill(process.pid, signal.SIGTERM)  # torchrun passes it on to both ranks
     stdout, stderr = process.communicate(timeout=120)  # no hang: torchrun would SIGKILL after 30 s
@@ -147,7 +147,7 @@ def test_two_runs_started_together_into_one_out_one_is_refused_naming_the_other(
             process.kill()
         pytest.fail(f"neither run was refused within {WAIT_S} s")
     winner = 1 - loser
-    _wait_for_a_training_step(out, processes[winner])
+    _wait_for_a_record(out, processes[winner], "train")
     os.kill(processes[winner].pid, signal.SIGTERM)
     outputs = [process.communicate(timeout=WAIT_S) for process in processes]
     assert [processes[loser].returncode, processes[winner].returncode] == [2, 143], outputs
